@@ -1,0 +1,55 @@
+"""The public plugin and library API. Only what is documented in docs/plugins.md is public.
+
+Importing this module is cheap (no torch): plugins import `hookimpl` and `Option` from here at
+start-up, and the heavy functions load on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+from .errors import AegenError, CheckpointError, ConfigError, DataError, PluginError, UsageError
+from .hookspecs import hookimpl
+from .options import Option
+from .plugins import get_registry
+
+_LAZY = {
+    "Noise": "aegen.noise",
+    "batch_statistics": "aegen.models",
+    "build_model": "aegen.models",
+    "Checkpoint": "aegen.checkpoint",
+    "load_checkpoint": "aegen.checkpoint",
+    "read_checkpoint_info": "aegen.checkpoint",
+    "save_checkpoint": "aegen.checkpoint",
+    "train": "aegen.training",
+    "TrainResult": "aegen.training",
+    "generate": "aegen.sampling",
+    "sample": "aegen.sampling",
+    "Generation": "aegen.sampling",
+}
+
+__all__ = [
+    "AegenError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Option",
+    "PluginError",
+    "UsageError",
+    "get_schedule",
+    "hookimpl",
+    *_LAZY,
+]
+
+
+def get_schedule(name: str) -> Callable[[int, int], tuple[float, float]]:
+    """The schedule function registered as `name`: fn(n, steps) -> (c, d)."""
+    return get_registry().schedule(name).fn
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aegen.api' has no attribute {name!r}")

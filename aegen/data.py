@@ -1,0 +1,77 @@
+"""Image folders as training data: found recursively, resized, centre-cropped, kept in memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+@dataclass
+class ImageSet:
+    """Images as a uint8 tensor (N, C, size, size), with what could not be read."""
+
+    images: object  # torch.Tensor, uint8
+    paths: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Every image file under `root` (recursively, sorted), or `root` itself if it is one."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_images(
+    paths: Sequence[Path],
+    size: int,
+    channels: int | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> ImageSet:
+    """Read each image, resize its shorter side to `size` and centre-crop a square.
+
+    Unreadable files are skipped and listed. `channels` None means 1 if every image is grey,
+    else 3.
+    """
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import functional as F
+
+    pictures, kept, skipped, grey = [], [], [], True
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                grey = grey and img.mode in _GREY_MODES
+                rgb = img.convert("RGB")
+            rgb = F.center_crop(F.resize(rgb, size, antialias=True), [size, size])
+            pictures.append(F.pil_to_tensor(rgb))
+            kept.append(Path(path))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            skipped.append((Path(path), reason))
+        if on_image is not None:
+            on_image()
+    if not pictures:
+        raise DataError(f"none of the {len(paths)} image file(s) could be read")
+    images = torch.stack(pictures)
+    channels = channels or (1 if grey else 3)
+    if channels == 1:
+        images = F.rgb_to_grayscale(images) if not grey else images[:, :1].contiguous()
+    elif channels != 3:
+        raise DataError(f"channels must be 1 or 3, not {channels}")
+    return ImageSet(images=images, paths=kept, skipped=skipped)

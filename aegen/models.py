@@ -1,0 +1,71 @@
+"""Build models from registered architectures and run them the way the seed samples."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .errors import AegenError, ConfigError, UsageError
+from .options import coerce
+from .plugins import get_registry
+
+IMAGE_KEYS = ("channels", "size")
+
+
+def resolve_config(
+    architecture: str, overrides: Mapping[str, Any], channels: int, size: int
+) -> dict[str, Any]:
+    """The architecture's defaults, updated by `overrides`, plus the image channels and size."""
+    arch = get_registry().architecture(architecture)
+    unknown = sorted(set(overrides) - set(arch.defaults))
+    if unknown:
+        if unknown[0] in IMAGE_KEYS:
+            raise UsageError(f"set {unknown[0]} with --{unknown[0]}, not --set")
+        known = ", ".join(sorted(arch.defaults)) or "none"
+        raise UsageError(
+            f"architecture {architecture!r} has no config key {unknown[0]!r} (its keys: {known})"
+        )
+    config = dict(arch.defaults)
+    for key, value in overrides.items():
+        config[key] = coerce(value, arch.defaults[key], f"config key {key!r} of {architecture!r}")
+    config.update(channels=int(channels), size=int(size))
+    return config
+
+
+def build_model(architecture: str, config: Mapping[str, Any]):
+    """Build an nn.Module from a registered architecture, turning plugin failures into errors."""
+    arch = get_registry().architecture(architecture)
+    try:
+        model = arch.build(dict(config))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise AegenError(
+            f"architecture {architecture!r} (plugin {arch.plugin!r}) failed to build: {exc}"
+        ) from exc
+    for method in ("encode", "decode"):
+        if not callable(getattr(model, method, None)):
+            raise AegenError(f"architecture {architecture!r} built a model without {method}()")
+    return model
+
+
+@contextlib.contextmanager
+def batch_statistics(model) -> Iterator[None]:
+    """Run batch norm on batch statistics (the seed's sampling) without touching its stored
+    running statistics; every other module is in eval mode. Restores the model afterwards."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in model.modules()]
+    try:
+        model.eval()
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.train()
+                module.track_running_stats = False
+        yield
+    finally:
+        for module, training, tracking in saved:
+            module.training = training
+            if tracking is not None:
+                module.track_running_stats = tracking

@@ -1,0 +1,43 @@
+"""Seeded noise for a batch of images, one generator per image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class Noise:
+    """Image i of the batch draws all its noise from a generator seeded with `seeds[i]`.
+
+    So an image's noise never depends on how many images were drawn before it, and a sample can
+    be re-made from its seed alone (given the same batch, since batch norm mixes the batch).
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        shape: Sequence[int],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.seeds = list(seeds)
+        self.shape = tuple(shape)  # (C, H, W) of one image
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def normal(
+        self, mean: float = 0.0, std: float = 1.0, like: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A fresh (B, *shape) draw of N(mean, std), or shaped like `like` (batch first)."""
+        shape = (len(self.seeds), *self.shape) if like is None else tuple(like.shape)
+        if shape[0] != len(self.seeds):
+            raise ValueError(f"noise for a batch of {len(self.seeds)} asked for shape {shape}")
+        out = torch.empty(shape, device=self.device, dtype=self.dtype)
+        for row, generator in zip(out, self.generators):
+            row.normal_(mean, std, generator=generator)
+        return out

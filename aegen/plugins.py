@@ -1,0 +1,291 @@
+"""Plugin discovery and the registry of what plugins provide.
+
+Every plugin, the built-ins included, is a module named by an entry point in the group "aegen".
+Each hook receives a `register` callback; what a plugin registers is staged and committed only if
+all of its hooks succeed, so a failing plugin is skipped whole and the rest of aegen keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UsageError
+from .options import Option
+
+GROUP = "aegen"
+BUILTIN_DISTRIBUTION = "aegen"
+KINDS = ("architectures", "samplers", "schedules")
+_SINGULAR = {"architectures": "architecture", "samplers": "sampler", "schedules": "schedule"}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An autoencoder: `build(config)` returns an nn.Module with encode, decode and forward."""
+
+    name: str
+    build: Callable[[dict[str, Any]], Any]
+    description: str
+    defaults: Mapping[str, Any]
+    plugin: str
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A generator function yielding one (B, C, H, W) frame per step; the last is the result."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+    options: Mapping[str, Option]
+    plugin: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`fn(n, steps) -> (c, d)`: the weights of the model output and of fresh noise at step n."""
+
+    name: str
+    fn: Callable[[int, int], tuple[float, float]]
+    description: str
+    plugin: str
+
+
+@dataclass
+class PluginInfo:
+    """What `aegen plugins` reports about one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+    status: str = "ok"  # ok | failed | disabled
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "status": self.status,
+            "error": self.error,
+            "hooks": self.hooks,
+            "registered": self.registered,
+        }
+
+
+def _warn(message: str) -> None:
+    print(f"aegen: warning: {message}", file=sys.stderr)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class Registry:
+    """Everything the loaded plugins registered, looked up by kind and name."""
+
+    def __init__(self) -> None:
+        self.architectures: dict[str, Architecture] = {}
+        self.samplers: dict[str, Sampler] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.plugins: list[PluginInfo] = []
+        self.conflicts: dict[tuple[str, str], list[str]] = {}
+        self.manager = pluggy.PluginManager(GROUP)
+        self.manager.add_hookspecs(hookspecs)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def _get(self, kind: str, name: str) -> Any:
+        table: dict[str, Any] = getattr(self, kind)
+        what = _SINGULAR[kind]
+        if (kind, name) in self.conflicts:
+            first, second = self.conflicts[(kind, name)][:2]
+            raise PluginError(
+                f"{what} {name!r} is registered by both plugin {first!r} and plugin {second!r}; "
+                "uninstall one, or choose with AEGEN_LOAD_PLUGINS"
+            )
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise UsageError(f"unknown {what} {name!r} (installed: {known}; see `aegen plugins`)")
+        return table[name]
+
+    def architecture(self, name: str) -> Architecture:
+        return self._get("architectures", name)
+
+    def sampler(self, name: str) -> Sampler:
+        return self._get("samplers", name)
+
+    def schedule(self, name: str) -> Schedule:
+        return self._get("schedules", name)
+
+    # -- loading ---------------------------------------------------------------------------
+    def load_entry_points(self, allowed: set[str] | None, strict: bool = False) -> None:
+        """Import and register each plugin of the entry-point group, isolating failures."""
+        for ep in sorted(entry_points(group=GROUP), key=_builtin_first):
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                distribution=dist.name if dist else "?",
+                version=dist.version if dist else "?",
+                builtin=bool(dist) and dist.name == BUILTIN_DISTRIBUTION,
+            )
+            if any(p.name == info.name for p in self.plugins):
+                continue  # the same distribution seen twice on sys.path
+            self.plugins.append(info)
+            if (
+                not info.builtin
+                and allowed is not None
+                and not {
+                    info.name,
+                    info.distribution,
+                }
+                & allowed
+            ):
+                info.status = "disabled"
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import failure of third-party code
+                self._fail(info, f"failed to import: {_describe(exc)}", strict)
+                continue
+            self.add_plugin(module, info, strict)
+
+    def add_plugin(self, module: object, info: PluginInfo, strict: bool = False) -> None:
+        """Register `module` as plugin `info.name` and collect what its hooks register."""
+        if info not in self.plugins:
+            self.plugins.append(info)
+        try:
+            self.manager.register(module, name=info.name)
+        except Exception as exc:  # e.g. a hookimpl that names no known hook
+            self._fail(info, f"is not a valid plugin: {_describe(exc)}", strict)
+            return
+        staged: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        try:
+            for kind in KINDS:
+                caller = getattr(self.manager.hook, f"register_{kind}")
+                for impl in caller.get_hookimpls():
+                    if impl.plugin_name == info.name:
+                        info.hooks.append(f"register_{kind}")
+                        impl.function(register=self._stager(kind, info.name, staged[kind]))
+        except Exception as exc:
+            self.manager.unregister(name=info.name)
+            self._fail(info, f"failed while registering: {_describe(exc)}", strict)
+            return
+        for kind in KINDS:
+            for name, entry in staged[kind].items():
+                self._commit(kind, name, entry)
+            info.registered[kind] = sorted(staged[kind])
+        impls = self.manager.hook.register_commands.get_hookimpls()
+        if any(impl.plugin_name == info.name for impl in impls):
+            info.hooks.append("register_commands")
+
+    def add_commands(self, app: Any) -> None:
+        """Let each loaded plugin add its Typer commands; a failing plugin is reported."""
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            info = next(p for p in self.plugins if p.name == impl.plugin_name)
+            before = len(app.registered_commands)
+            try:
+                impl.function(app=app)
+            except Exception as exc:
+                del app.registered_commands[before:]
+                _warn(f"plugin {info.name!r} failed to add commands: {_describe(exc)}; skipped")
+                continue
+            added = [c.name or c.callback.__name__ for c in app.registered_commands[before:]]
+            info.registered["commands"] = added
+
+    def _stager(self, kind: str, plugin: str, staged: dict[str, Any]) -> Callable[..., None]:
+        def register(name: str, fn: Callable[..., Any], *, description: str = "", **extra: Any):
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{_SINGULAR[kind]} names must be non-empty strings")
+            if not callable(fn):
+                raise TypeError(f"{_SINGULAR[kind]} {name!r}: expected a callable")
+            if name in staged:
+                raise ValueError(f"{_SINGULAR[kind]} {name!r} registered twice")
+            staged[name] = _make_entry(kind, name, fn, description, plugin, extra)
+
+        return register
+
+    def _commit(self, kind: str, name: str, entry: Any) -> None:
+        table: dict[str, Any] = getattr(self, kind)
+        if name in table:
+            owners = [table[name].plugin, entry.plugin]
+            self.conflicts[(kind, name)] = owners
+            _warn(
+                f"{_SINGULAR[kind]} {name!r} is registered by both plugin {owners[0]!r} "
+                f"and plugin {owners[1]!r}; using it is an error until one is removed"
+            )
+            return
+        table[name] = entry
+
+    def _fail(self, info: PluginInfo, message: str, strict: bool) -> None:
+        info.status, info.error = "failed", message
+        text = f"plugin {info.name!r} ({info.distribution}) {message}"
+        if strict:
+            raise PluginError(text)
+        _warn(f"{text}; skipped")
+
+
+def _make_entry(
+    kind: str, name: str, fn: Callable[..., Any], description: str, plugin: str, extra: dict
+) -> Any:
+    allowed = {"architectures": {"defaults"}, "samplers": {"options"}, "schedules": set()}[kind]
+    unknown = set(extra) - allowed
+    if unknown:
+        raise TypeError(f"register() got unexpected keyword {sorted(unknown)[0]!r}")
+    if kind == "architectures":
+        return Architecture(name, fn, description, dict(extra.get("defaults") or {}), plugin)
+    if kind == "samplers":
+        options = dict(extra.get("options") or {})
+        for key, option in options.items():
+            if not isinstance(option, Option):
+                raise TypeError(f"sampler {name!r}: option {key!r} must be an aegen.api.Option")
+        return Sampler(name, fn, description, options, plugin)
+    return Schedule(name, fn, description, plugin)
+
+
+def _builtin_first(ep: Any) -> tuple[bool, str]:
+    dist = getattr(ep, "dist", None)
+    return (not (dist and dist.name == BUILTIN_DISTRIBUTION), ep.name)
+
+
+def allowed_from_env() -> set[str] | None:
+    """AEGEN_LOAD_PLUGINS=a,b loads only those third-party plugins; '' loads none of them."""
+    raw = os.environ.get("AEGEN_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def strict_from_env() -> bool:
+    """AEGEN_STRICT_PLUGINS=1 turns a failing plugin into an error instead of a warning."""
+    return os.environ.get("AEGEN_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"}
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading plugins on first use."""
+    global _registry
+    if _registry is None:
+        registry = Registry()
+        registry.load_entry_points(allowed_from_env(), strict_from_env())
+        _registry = registry
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget loaded plugins (for tests and long-running hosts after an install)."""
+    global _registry
+    _registry = None

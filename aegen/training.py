@@ -1,0 +1,239 @@
+"""Training an autoencoder to copy its input (plain MSE), with a resumable checkpoint per epoch."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_info, save_checkpoint
+from .console import Reporter
+from .data import IMAGE_SUFFIXES, find_images, load_images
+from .devices import pick_device
+from .errors import DataError, UsageError
+from .files import refuse_overwrite
+from .models import build_model, resolve_config
+
+DEFAULT_ARCHITECTURE = "unet"
+DEFAULT_SIZE = 64
+
+
+@dataclass
+class TrainResult:
+    """Where the checkpoint went and how training ended."""
+
+    path: Path
+    architecture: str
+    config: dict[str, Any]
+    epochs: int
+    final_loss: float
+    losses: list[float]
+    images: int
+    skipped: int
+    seed: int
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "checkpoint": str(self.path),
+            "architecture": self.architecture,
+            "config": self.config,
+            "epochs": self.epochs,
+            "final_loss": self.final_loss,
+            "losses": self.losses,
+            "images": self.images,
+            "skipped": self.skipped,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _epoch_generator(seed: int, epoch: int):
+    """The data order of each epoch depends only on (seed, epoch), so resuming replays it."""
+    import torch
+
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    architecture: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    size: int | None = None,
+    channels: int | None = None,
+    epochs: int = 20,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    resume: str | os.PathLike | None = None,
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train on the images under `data` and write a checkpoint to `out` after every epoch.
+
+    With `resume`, continue a checkpoint's run (weights, optimizer state, data order) up to
+    `epochs` in total; the result equals an uninterrupted run with the same settings.
+    """
+    import torch
+
+    reporter = reporter or Reporter(quiet=True)
+    out = Path(out)
+    if epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    state: dict[str, Any] = {}
+    if resume is not None:
+        info = read_checkpoint_info(resume)
+        if info.training_state is None:
+            raise UsageError(f"{resume} holds no training state, so it cannot be resumed")
+        state = info.training_state
+        for name, given, saved in [
+            ("--arch", architecture, info.architecture),
+            ("--size", size, info.size),
+            ("--channels", channels, info.channels),
+            ("--batch-size", batch_size, state["batch_size"]),
+            ("--lr", lr, state["lr"]),
+            ("--seed", seed, state["seed"]),
+        ]:
+            if given is not None and given != saved:
+                raise UsageError(f"{name} {given} differs from the resumed run's {saved}")
+        if config:
+            raise UsageError("--set cannot change the config of a resumed run")
+        architecture, size, channels = info.architecture, info.size, info.channels
+        batch_size, lr, seed = state["batch_size"], state["lr"], state["seed"]
+        if state["epochs_done"] >= epochs:
+            raise UsageError(
+                f"{resume} already has {state['epochs_done']} epochs; ask for more with --epochs"
+            )
+        if out.resolve() != Path(resume).resolve():
+            refuse_overwrite([out], force)
+    else:
+        refuse_overwrite([out], force)
+    architecture = architecture or DEFAULT_ARCHITECTURE
+    size = size or DEFAULT_SIZE
+    batch_size = batch_size or 16
+    lr = lr if lr is not None else 1e-4
+    seed = seed if seed is not None else random.randrange(2**31)
+    if batch_size < 1 or size < 1 or lr <= 0:
+        raise UsageError("--batch-size, --size and --lr must be positive")
+    dev = pick_device(device)
+
+    # Check the architecture takes this size before reading any data (cheap: no weights).
+    config_values = resolve_config(architecture, config or {}, channels or 3, size)
+    with torch.device("meta"):
+        build_model(architecture, config_values)
+
+    paths = find_images(data)
+    if not paths:
+        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise DataError(f"{data}: no images found (looked recursively for {kinds})")
+    with reporter.task("reading images", total=len(paths)) as task:
+        images = load_images(paths, size, channels, on_image=task.advance)
+    for path, why in images.skipped[:5]:
+        reporter.warn(f"skipped {path}: {why}")
+    if images.skipped:
+        reporter.warn(f"skipped {len(images.skipped)} unreadable file(s) of {len(paths)}")
+    count = len(images.paths)
+    if count < batch_size:
+        raise UsageError(f"only {count} readable image(s), fewer than --batch-size {batch_size}")
+    config_values = resolve_config(architecture, config or {}, images.channels, size)
+    reporter.info(
+        f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
+        f"on {dev.type}, seed {seed}"
+    )
+
+    if resume is not None:
+        model = load_checkpoint(resume).model.to(dev)
+    else:
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching global state
+            torch.manual_seed(seed)
+            model = build_model(architecture, config_values).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    if resume is not None:
+        optimizer.load_state_dict(load_optimizer_state(info))
+    start = state.get("epochs_done", 0)
+    losses: list[float] = list(state.get("losses", []))
+    provenance = {
+        "data": str(Path(data).resolve()),
+        "images": count,
+        "skipped": len(images.skipped),
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "aegen_version": __version__,
+    }
+    began = time.perf_counter()
+    try:
+        for epoch in range(start, epochs):
+            losses.append(
+                _train_epoch(
+                    model, optimizer, images.images, batch_size, seed, epoch, epochs, dev, reporter
+                )
+            )
+            save_checkpoint(
+                out,
+                model,
+                architecture=architecture,
+                config=config_values,
+                provenance={**provenance, "epochs": epoch + 1, "final_loss": losses[-1]},
+                optimizer=optimizer,
+                training_state={
+                    "epochs_done": epoch + 1,
+                    "seed": seed,
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "losses": losses,
+                },
+            )
+            reporter.info(f"epoch {epoch + 1}/{epochs}  loss {losses[-1]:.6f}  saved {out}")
+    except KeyboardInterrupt:
+        done = len(losses)
+        reporter.warn(
+            f"interrupted: {out} holds epoch {done}; continue with --resume {out}"
+            if done > start
+            else "interrupted before the first epoch ended; nothing written"
+        )
+        raise
+    return TrainResult(
+        path=out,
+        architecture=architecture,
+        config=config_values,
+        epochs=epochs,
+        final_loss=losses[-1],
+        losses=losses,
+        images=count,
+        skipped=len(images.skipped),
+        seed=seed,
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _train_epoch(model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter):
+    """One pass over the data in the order fixed by (seed, epoch); returns the mean loss."""
+    import torch
+    import torch.nn.functional as F
+
+    count = len(pixels)
+    batches = count // batch_size  # the last partial batch is dropped, as in the seed
+    order = torch.randperm(count, generator=_epoch_generator(seed, epoch))
+    total = torch.zeros((), device=device)
+    model.train()
+    with reporter.task(f"epoch {epoch + 1}/{epochs}", total=batches, loss=True) as task:
+        for b in range(batches):
+            index = order[b * batch_size : (b + 1) * batch_size]
+            x = pixels[index].to(device, non_blocking=True).float().div_(255)
+            loss = F.mse_loss(model(x), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            if task.active and (b % 10 == 9 or b + 1 == batches):  # a sync only when shown
+                task.advance(b % 10 + 1, loss=f"{total.item() / (b + 1):.5f}")
+    return total.item() / batches
