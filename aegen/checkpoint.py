@@ -18,6 +18,7 @@ from .files import atomic_output
 
 FORMAT = "aegen.checkpoint"
 FORMAT_VERSION = 1
+METADATA_KEY = "aegen"
 OPTIMIZER_PREFIX = "optimizer/"
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
 _MAX_HEADER = 100 * 1024 * 1024
@@ -116,9 +117,12 @@ def _read_raw_header(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """Read and check a checkpoint's header. Cheap: no torch, no weights."""
     path = Path(path)
-    metadata, header = _read_raw_header(path)
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not an aegen checkpoint")
+    raw, header = _read_raw_header(path)
+    try:
+        metadata = json.loads(raw[METADATA_KEY])
+        assert metadata.get("format") == FORMAT
+    except (KeyError, ValueError, AssertionError, AttributeError):
+        raise CheckpointError(f"{path} is a safetensors file but not an aegen checkpoint") from None
     try:
         version = int(metadata["format_version"])
         if version > FORMAT_VERSION:
@@ -126,19 +130,18 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
                 f"{path} has checkpoint format {version}; this aegen reads up to "
                 f"{FORMAT_VERSION}: upgrade aegen"
             )
-        training = metadata.get("training_state")
         return CheckpointInfo(
             path=path,
-            architecture=metadata["architecture"],
-            config=json.loads(metadata["config"]),
+            architecture=str(metadata["architecture"]),
+            config=dict(metadata["config"]),
             channels=int(metadata["channels"]),
             size=int(metadata["size"]),
             parameters=int(metadata["parameters"]),
-            provenance=json.loads(metadata.get("provenance", "{}")),
+            provenance=dict(metadata.get("provenance") or {}),
             format_version=version,
             plugin=metadata.get("plugin"),
             tensors={name: tuple(entry["shape"]) for name, entry in header.items()},
-            training_state=json.loads(training) if training else None,
+            training_state=metadata.get("training_state"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path} has damaged aegen metadata ({exc})") from None
@@ -161,16 +164,16 @@ def save_checkpoint(
 
     arch = get_registry().architecture(architecture)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {
+    fields: dict[str, Any] = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": FORMAT_VERSION,
         "architecture": architecture,
         "plugin": arch.plugin,
-        "config": json.dumps(config, sort_keys=True),
-        "channels": str(config["channels"]),
-        "size": str(config["size"]),
-        "parameters": str(sum(p.numel() for p in model.parameters())),
-        "provenance": json.dumps(provenance or {}, sort_keys=True),
+        "config": config,
+        "channels": config["channels"],
+        "size": config["size"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "provenance": provenance or {},
     }
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -183,7 +186,10 @@ def save_checkpoint(
                     scalars.setdefault(str(index), {})[key] = value
         training = dict(training_state or {})
         training["optimizer"] = {"param_groups": state["param_groups"], "scalars": scalars}
-        metadata["training_state"] = json.dumps(training, sort_keys=True)
+        fields["training_state"] = training
+    # One key holding sorted JSON: safetensors stores metadata in a hash map whose order
+    # varies between runs, and identical settings must give identical files.
+    metadata = {METADATA_KEY: json.dumps(fields, sort_keys=True)}
     target = Path(path)
     with atomic_output(target) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)

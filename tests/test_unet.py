@@ -1,0 +1,69 @@
+"""The `unet` architecture: the seed's U-Net without skip connections, built from config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aegen.errors import ConfigError, UsageError
+from aegen.models import build_model, resolve_config
+
+
+def unet(channels=3, size=32, **overrides):
+    return build_model("unet", resolve_config("unet", overrides, channels, size))
+
+
+def test_defaults_are_the_seeds_width_and_depth():
+    config = resolve_config("unet", {}, 3, 64)
+    assert config == {"width": 64, "depth": 4, "duplicate": False, "channels": 3, "size": 64}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_encode_decode_split_at_the_bottleneck(channels):
+    model = unet(channels=channels, size=32, width=8, depth=3).eval()
+    x = torch.rand(2, channels, 32, 32)
+    h = model.encode(x)
+    assert h.shape == (2, 8 * 2**3, 4, 4)
+    assert model.decode(h).shape == x.shape
+    torch.testing.assert_close(model(x), model.decode(h))
+
+
+def test_has_no_skip_connections():
+    """The decoder sees only the latent: changing the input while keeping h fixed changes
+    nothing downstream of it."""
+    model = unet(size=16, width=4, depth=2).eval()
+    h = model.encode(torch.rand(1, 3, 16, 16))
+    assert torch.equal(model.decode(h), model.decode(h.clone()))
+    up_inputs = [m.conv[0].in_channels for m in model.ups]
+    assert up_inputs == [8, 4]  # the upsampled tensor alone, no concatenated encoder tensor
+
+
+def test_duplicate_reproduces_the_original_layer_shapes():
+    with torch.device("meta"):
+        model = unet(size=64, duplicate=True)
+    params = sum(p.numel() for p in model.parameters())
+    assert 30.9e6 < params < 31.1e6  # "about 31.0 M parameters", like the classic U-Net
+
+
+@pytest.mark.parametrize("size", [8, 24, 48, 64])
+def test_any_size_divisible_by_two_to_the_depth(size):
+    model = unet(size=size, width=4, depth=3).eval()
+    assert model(torch.rand(1, 3, size, size)).shape == (1, 3, size, size)
+
+
+@pytest.mark.parametrize("size", [20, 4])
+def test_sizes_it_cannot_take_are_clear_errors(size):
+    with pytest.raises(ConfigError, match=f"divisible by 8; got {size}"):
+        unet(size=size, depth=3)
+
+
+def test_config_keys_are_checked_and_typed():
+    assert resolve_config("unet", {"width": "16", "depth": "3"}, 3, 32)["width"] == 16
+    with pytest.raises(UsageError, match="no config key 'heads'.*depth, duplicate, width"):
+        resolve_config("unet", {"heads": "2"}, 3, 32)
+    with pytest.raises(ConfigError, match="'width' of 'unet' expects a whole number"):
+        resolve_config("unet", {"width": "wide"}, 3, 32)
+    with pytest.raises(UsageError, match="--channels"):
+        resolve_config("unet", {"channels": "1"}, 3, 32)
+    with pytest.raises(ConfigError, match="1 or 3 channels"):
+        unet(channels=2)
