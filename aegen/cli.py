@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from .errors import AegenError, UsageError
@@ -49,7 +48,7 @@ def _random_seed() -> int:
 
 
 def train_command(
-    data: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Folder of images (searched recursively).")],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -93,12 +92,10 @@ def train_command(
 
     A checkpoint is written after every epoch; --resume continues one.
 
+    \b
     Examples:
-
       aegen train ./photos --arch unet --size 64 --epochs 20 --out model.safetensors
-
       aegen train ./photos --set width=32 --set depth=3 --seed 0
-
       aegen train ./photos --resume model.safetensors --epochs 40
     """
     from .options import parse_assignments
@@ -210,12 +207,10 @@ def generate_command(
 ) -> None:
     """Generate images by running a sampler, and write them as a grid and/or single files.
 
+    \b
     Examples:
-
-      aegen generate -c model.safetensors --sampler schedule --schedule cosine --steps 200 --n 16 --seed 0 --out grid.png
-
+      aegen generate -c model.safetensors --schedule cosine --steps 200 --n 16 --seed 0 --out grid.png
       aegen generate -c model.safetensors --n 64 --batch-size 16 --out-dir samples --name "{index:03d}-{seed}.png"
-
       aegen generate -c model.safetensors --every 10 --frames steps/
     """
     from .options import parse_assignments
@@ -348,7 +343,7 @@ def plugins_command(as_json: Json = False) -> None:
 
 
 def info_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors).")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint (.safetensors).")],
     as_json: Json = False,
 ) -> None:
     """Show a checkpoint's architecture, config, parameter count, image shape and provenance.
@@ -388,6 +383,7 @@ def build_app() -> typer.Typer:
         name="aegen",
         help="Generate images from autoencoders trained only to copy their input.",
         no_args_is_help=True,
+        rich_markup_mode=None,
         add_completion=False,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -419,30 +415,35 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _click_kinds(exc: BaseException) -> set[str]:
+    """Class names of a click exception: Typer may use click or its own vendored copy."""
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `aegen` script: one line on stderr and an exit code for every error."""
     try:
         app = build_app()
         code = app(args=argv, prog_name="aegen", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
-        sys.exit(2)
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx else "aegen"
-        hint = f" (see `{where} --help`)" if exc.ctx else ""
-        _fail(f"{where}: error: {exc.format_message()}{hint}", 2)
-    except click.ClickException as exc:
-        _fail(f"aegen: error: {exc.format_message()}", exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail("aegen: interrupted", 130)
     except AegenError as exc:
         _fail(f"aegen: error: {exc}", exc.exit_code)
-    except Exception as exc:  # a bug, not a user error: say so, traceback on request
+    except KeyboardInterrupt:
+        _fail("aegen: interrupted", 130)
+    except Exception as exc:
+        kinds = _click_kinds(exc)
+        ctx = getattr(exc, "ctx", None)
+        if "NoArgsIsHelpError" in kinds:  # the help is already shown
+            sys.exit(2)
+        if "UsageError" in kinds:
+            where = ctx.command_path if ctx else "aegen"
+            _fail(f"{where}: error: {exc.format_message()} (see `{where} --help`)", 2)
+        if "ClickException" in kinds:
+            _fail(f"aegen: error: {exc.format_message()}", getattr(exc, "exit_code", 1))
+        if "Abort" in kinds:
+            _fail("aegen: interrupted", 130)
+        # A bug, not a user error: say so; the traceback on request.
         if os.environ.get("AEGEN_DEBUG"):
             traceback.print_exc()
-        _fail(
-            f"aegen: internal error: {type(exc).__name__}: {exc} "
-            "(set AEGEN_DEBUG=1 for a traceback; please report it)",
-            1,
-        )
+        _fail(f"aegen: internal error: {type(exc).__name__}: {exc} "
+              "(set AEGEN_DEBUG=1 for a traceback; please report it)", 1)
     sys.exit(code if isinstance(code, int) else 0)

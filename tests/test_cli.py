@@ -1,0 +1,50 @@
+"""Command-line conventions: results on stdout, logs on stderr, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import run_aegen
+
+
+def test_help_lists_the_commands_with_examples(cli):
+    code, out, _ = cli("--help")
+    assert code == 0
+    for command in ("train", "generate", "plugins", "info"):
+        assert command in out
+    for command in ("train", "generate"):
+        code, out, _ = cli(command, "--help")
+        assert code == 0 and "Examples:" in out and f"aegen {command} " in out
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.startswith("aegen ")
+
+
+def test_usage_errors_exit_2_with_one_line(cli):
+    code, out, err = cli("generate", "--steps", "many")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Invalid value for '--steps'" in err
+    code, _, err = cli("frobnicate")
+    assert code == 2 and "No such command 'frobnicate'" in err
+
+
+def test_runtime_errors_exit_1_without_traceback(tmp_path):
+    result = run_aegen("info", tmp_path / "absent.safetensors")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"aegen: error: {tmp_path / 'absent.safetensors'}: no such file"
+    assert "Traceback" not in result.stderr
+
+
+def test_json_goes_to_stdout_and_logs_to_stderr(tiny_checkpoint, tmp_path, cli):
+    code, out, err = cli("generate", "-c", tiny_checkpoint, "--steps", "2", "--n", "2",
+                         "--seed", "0", "--out", tmp_path / "g.png", "--json")
+    assert code == 0
+    assert json.loads(out)["grid"] == str(tmp_path / "g.png")
+    assert "loaded" in err and "sampling" in err
+
+
+def test_no_colour_when_not_a_terminal(tmp_path):
+    result = run_aegen("plugins", env={"TERM": "xterm-256color", "FORCE_COLOR": ""})
+    assert result.returncode == 0 and "\x1b[" not in result.stdout + result.stderr
