@@ -48,7 +48,9 @@ def _random_seed() -> int:
 
 
 def train_command(
-    data: Annotated[Path, typer.Argument(metavar="DATA", help="Folder of images (searched recursively).")],
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="Folder of images (searched recursively).")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -343,7 +345,9 @@ def plugins_command(as_json: Json = False) -> None:
 
 
 def info_command(
-    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint (.safetensors).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint (.safetensors).")
+    ],
     as_json: Json = False,
 ) -> None:
     """Show a checkpoint's architecture, config, parameter count, image shape and provenance.
@@ -444,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
         # A bug, not a user error: say so; the traceback on request.
         if os.environ.get("AEGEN_DEBUG"):
             traceback.print_exc()
-        _fail(f"aegen: internal error: {type(exc).__name__}: {exc} "
-              "(set AEGEN_DEBUG=1 for a traceback; please report it)", 1)
+        _fail(
+            f"aegen: internal error: {type(exc).__name__}: {exc} "
+            "(set AEGEN_DEBUG=1 for a traceback; please report it)",
+            1,
+        )
     sys.exit(code if isinstance(code, int) else 0)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,7 @@ def tiny_checkpoint(tmp_path_factory, image_folder) -> Path:
     from aegen.training import train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    train(image_folder, out, config=TINY, size=SIZE, epochs=2, batch_size=8, seed=0,
-          device="cpu")
+    train(image_folder, out, config=TINY, size=SIZE, epochs=2, batch_size=8, seed=0, device="cpu")
     return out
 
 
@@ -91,9 +91,26 @@ def aegen_script() -> str:
     return found
 
 
-def run_aegen(*args, env: dict | None = None, cwd: Path | None = None,
-              input: str | None = None) -> subprocess.CompletedProcess:
+def run_aegen(
+    *args, env: dict | None = None, cwd: Path | None = None, input: str | None = None
+) -> subprocess.CompletedProcess:
     """Run the real `aegen` script in a subprocess (stdout/stderr captured, not a terminal)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([aegen_script(), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, input=input, timeout=600)
+    return subprocess.run(
+        [aegen_script(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        input=input,
+        timeout=600,
+    )
+
+
+def make_distribution(site: Path, dist: str, module: str, code: str, version: str = "1.0") -> None:
+    """Lay out a real installed distribution (dist-info with entry points) in `site`."""
+    (site / f"{module}.py").write_text(textwrap.dedent(code))
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[aegen]\n{module} = {module}\n")

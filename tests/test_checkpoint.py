@@ -27,8 +27,9 @@ def rewrite(source: Path, target: Path, tensors=None, **metadata) -> Path:
     """Copy a checkpoint with some tensors or metadata changed."""
     state = load_file(str(source))
     meta = {**metadata_of(source), **metadata}
-    save_file(tensors(state) if tensors else state, str(target),
-              metadata={"aegen": json.dumps(meta)})
+    save_file(
+        tensors(state) if tensors else state, str(target), metadata={"aegen": json.dumps(meta)}
+    )
     return target
 
 
@@ -49,16 +50,18 @@ def test_metadata_names_format_architecture_config_image_and_provenance(
 
 def test_round_trip_gives_the_same_weights(tiny_checkpoint, tmp_path):
     loaded = load_checkpoint(tiny_checkpoint)
-    copy = save_checkpoint(tmp_path / "copy.safetensors", loaded.model, architecture="unet",
-                           config=loaded.info.config)
+    copy = save_checkpoint(
+        tmp_path / "copy.safetensors", loaded.model, architecture="unet", config=loaded.info.config
+    )
     again = load_checkpoint(copy).model.state_dict()
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, again[key])
 
 
 def test_unknown_architecture_is_refused_naming_its_plugin(tiny_checkpoint, tmp_path):
-    bad = rewrite(tiny_checkpoint, tmp_path / "x.safetensors", architecture="vit",
-                  plugin="aegen-vit")
+    bad = rewrite(
+        tiny_checkpoint, tmp_path / "x.safetensors", architecture="vit", plugin="aegen-vit"
+    )
     with pytest.raises(CheckpointError, match="needs architecture 'vit'.*'aegen-vit'.*unet"):
         load_checkpoint(bad)
 
@@ -135,8 +138,9 @@ def test_writes_are_atomic(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
     model = build_model("unet", resolve_config("unet", TINY, 3, 16))
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(target, model, architecture="unet",
-                        config=resolve_config("unet", TINY, 3, 16))
+        save_checkpoint(
+            target, model, architecture="unet", config=resolve_config("unet", TINY, 3, 16)
+        )
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
 

@@ -38,8 +38,20 @@ def test_runtime_errors_exit_1_without_traceback(tmp_path):
 
 
 def test_json_goes_to_stdout_and_logs_to_stderr(tiny_checkpoint, tmp_path, cli):
-    code, out, err = cli("generate", "-c", tiny_checkpoint, "--steps", "2", "--n", "2",
-                         "--seed", "0", "--out", tmp_path / "g.png", "--json")
+    code, out, err = cli(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        tmp_path / "g.png",
+        "--json",
+    )
     assert code == 0
     assert json.loads(out)["grid"] == str(tmp_path / "g.png")
     assert "loaded" in err and "sampling" in err

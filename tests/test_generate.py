@@ -27,8 +27,7 @@ SHAPE = (3, 16, 16)
 
 def test_linear_schedule_is_the_seeds():
     linear = get_schedule("linear")
-    assert [linear(n, 4) for n in range(4)] == [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5),
-                                                 (0.75, 0.25)]
+    assert [linear(n, 4) for n in range(4)] == [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25)]
 
 
 def test_cosine_schedule_rises_slowly_at_both_ends():
@@ -43,8 +42,17 @@ def test_cosine_schedule_rises_slowly_at_both_ends():
 def test_schedule_sampler_matches_a_hand_written_loop(model):
     """a_0 ~ N(mu, sigma); g_n = model(a_n); a_{n+1} = c_n g_n + d_n N(mu, sigma)."""
     steps, seeds, mu, sigma = 5, [7, 8, 9], 0.6, 0.25
-    frames = list(sample(model, "schedule", shape=SHAPE, n=3, steps=steps, seed=7,
-                         options={"mu": mu, "sigma": sigma}))
+    frames = list(
+        sample(
+            model,
+            "schedule",
+            shape=SHAPE,
+            n=3,
+            steps=steps,
+            seed=7,
+            options={"mu": mu, "sigma": sigma},
+        )
+    )
     assert len(frames) == steps
     noise = Noise(seeds, SHAPE)
     with torch.inference_mode():
@@ -104,11 +112,33 @@ def test_same_seed_gives_byte_identical_pngs(tiny_checkpoint, tmp_path, cli):
 
 
 def test_grid_single_images_and_frames(tiny_checkpoint, tmp_path, cli):
-    code, out, err = cli("generate", "-c", tiny_checkpoint, "--sampler", "schedule",
-                         "--schedule", "cosine", "--steps", "5", "--n", "3", "--seed", "20",
-                         "--out", tmp_path / "grid-{seed}.png", "--out-dir", tmp_path / "single",
-                         "--name", "{index:02d}-{seed}.png", "--every", "2", "--frames",
-                         tmp_path / "frames", "--json", "-q")
+    code, out, err = cli(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--sampler",
+        "schedule",
+        "--schedule",
+        "cosine",
+        "--steps",
+        "5",
+        "--n",
+        "3",
+        "--seed",
+        "20",
+        "--out",
+        tmp_path / "grid-{seed}.png",
+        "--out-dir",
+        tmp_path / "single",
+        "--name",
+        "{index:02d}-{seed}.png",
+        "--every",
+        "2",
+        "--frames",
+        tmp_path / "frames",
+        "--json",
+        "-q",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["grid"] == str(tmp_path / "grid-20.png")
@@ -117,7 +147,10 @@ def test_grid_single_images_and_frames(tiny_checkpoint, tmp_path, cli):
         str(tmp_path / "single" / f"{i:02d}-{20 + i}.png") for i in range(3)
     ]
     assert [p.rsplit("/", 1)[1] for p in report["frames"]] == [
-        "step-0002.png", "step-0004.png", "step-0005.png"]
+        "step-0002.png",
+        "step-0004.png",
+        "step-0005.png",
+    ]
     with Image.open(tmp_path / "grid-20.png") as grid:
         assert grid.size == (2 + 2 * 18, 2 + 2 * 18)  # 2x2 grid of 16px images, padding 2
     with Image.open(tmp_path / "single" / "00-20.png") as one:
@@ -128,8 +161,22 @@ def test_grid_single_images_and_frames(tiny_checkpoint, tmp_path, cli):
 
 
 def test_last_frame_is_the_saved_grid(tiny_checkpoint, tmp_path, cli):
-    code, _, err = cli("generate", "-c", tiny_checkpoint, "--steps", "3", "--n", "4", "--seed",
-                       "0", "--out", tmp_path / "g.png", "--frames", tmp_path / "f", "-q")
+    code, _, err = cli(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--steps",
+        "3",
+        "--n",
+        "4",
+        "--seed",
+        "0",
+        "--out",
+        tmp_path / "g.png",
+        "--frames",
+        tmp_path / "f",
+        "-q",
+    )
     assert code == 0, err
     assert (tmp_path / "g.png").read_bytes() == (tmp_path / "f" / "step-0003.png").read_bytes()
 
@@ -150,25 +197,56 @@ def test_generate_refusals(tiny_checkpoint, tmp_path, cli):
         (["--stepz", "3"], 2, "No such option: --stepz"),
     ]
     for extra, code, message in cases:
-        got, out, err = cli("generate", "-c", tiny_checkpoint, "--n", "2", "--steps", "2",
-                            "-q", *extra)
+        got, out, err = cli(
+            "generate", "-c", tiny_checkpoint, "--n", "2", "--steps", "2", "-q", *extra
+        )
         assert got == code and message in err, (extra, got, err)
         assert out == "" and len(err.strip().splitlines()) == 1, err
     assert existing.read_bytes() == b"keep me"
     assert cli("generate", "--steps", "2", "--out", tmp_path / "x.png")[2].startswith(
-        "aegen: error: no checkpoint given")
-    code, _, err = cli("generate", "-c", tmp_path / "absent.safetensors", "--out",
-                       tmp_path / "y.png")
+        "aegen: error: no checkpoint given"
+    )
+    code, _, err = cli(
+        "generate", "-c", tmp_path / "absent.safetensors", "--out", tmp_path / "y.png"
+    )
     assert code == 1 and "no such file" in err and not (tmp_path / "y.png").exists()
 
 
 def test_generate_script_end_to_end(tiny_checkpoint, tmp_path):
-    result = run_aegen("generate", "-c", tiny_checkpoint, "--sampler", "schedule", "--schedule",
-                       "cosine", "--steps", "4", "--n", "4", "--seed", "0", "--out", "grid.png",
-                       cwd=tmp_path)
+    result = run_aegen(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--sampler",
+        "schedule",
+        "--schedule",
+        "cosine",
+        "--steps",
+        "4",
+        "--n",
+        "4",
+        "--seed",
+        "0",
+        "--out",
+        "grid.png",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "grid.png\n"  # only results on stdout
     assert "loaded" in result.stderr and "\x1b[" not in result.stderr
-    quiet = run_aegen("generate", "-c", tiny_checkpoint, "--steps", "2", "--n", "1", "--seed",
-                      "0", "--out", "q.png", "--quiet", cwd=tmp_path)
+    quiet = run_aegen(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--steps",
+        "2",
+        "--n",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        "q.png",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -4,7 +4,6 @@ plugin is named and skipped; a name claimed twice is an error naming both plugin
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,7 @@ import pytest
 from aegen.errors import PluginError, UsageError
 from aegen.plugins import Registry, allowed_from_env
 
-from .conftest import run_aegen
-
-
-def make_distribution(site: Path, dist: str, module: str, code: str, version: str = "1.0") -> None:
-    """Lay out a real installed distribution (dist-info with entry points) in `site`."""
-    (site / f"{module}.py").write_text(textwrap.dedent(code))
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[aegen]\n{module} = {module}\n")
-
+from .conftest import make_distribution, run_aegen
 
 GOOD = """
     from aegen.api import Option, hookimpl
@@ -152,13 +141,18 @@ def test_unknown_names_list_what_is_installed():
 
 
 def test_register_rejects_bad_registrations(site, capsys):
-    make_distribution(site, "aegen-bad", "aegen_bad", """
+    make_distribution(
+        site,
+        "aegen-bad",
+        "aegen_bad",
+        """
         from aegen.api import hookimpl
 
         @hookimpl
         def register_samplers(register):
             register("bad", lambda *a, **k: iter(()), options={"x": 1})
-    """)
+    """,
+    )
     registry = load()
     assert "must be an aegen.api.Option" in capsys.readouterr().err
     assert "bad" not in registry.samplers
@@ -186,23 +180,40 @@ def test_plugins_command_lists_plugins_as_json_in_a_subprocess(tmp_path):
     assert table.returncode == 0
     assert "aegen_jitter" in table.stdout and "jitter" in table.stdout
     assert "\x1b[" not in table.stdout  # no escapes when not a terminal
-    only_builtins = run_aegen("plugins", "--json",
-                              env={"PYTHONPATH": str(site), "AEGEN_LOAD_PLUGINS": ""})
+    only_builtins = run_aegen(
+        "plugins", "--json", env={"PYTHONPATH": str(site), "AEGEN_LOAD_PLUGINS": ""}
+    )
     statuses = {p["name"]: p["status"] for p in json.loads(only_builtins.stdout)["plugins"]}
     assert statuses["aegen_jitter"] == "disabled" and statuses["aegen_broken"] == "disabled"
 
 
-def test_a_third_party_sampler_runs_through_generate(site, tiny_checkpoint, tmp_path, cli,
-                                                     monkeypatch):
+def test_a_third_party_sampler_runs_through_generate(
+    site, tiny_checkpoint, tmp_path, cli, monkeypatch
+):
     from aegen import plugins
 
     make_distribution(site, "aegen-jitter", "aegen_jitter", GOOD)
     plugins.reset_registry()
     try:
         out = tmp_path / "jitter.png"
-        code, stdout, err = cli("generate", "-c", tiny_checkpoint, "--sampler", "jitter",
-                                "-O", "scale=0.05", "--steps", "3", "--n", "2", "--seed", "1",
-                                "--out", out, "-q")
+        code, stdout, err = cli(
+            "generate",
+            "-c",
+            tiny_checkpoint,
+            "--sampler",
+            "jitter",
+            "-O",
+            "scale=0.05",
+            "--steps",
+            "3",
+            "--n",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            out,
+            "-q",
+        )
         assert code == 0, err
         assert stdout.strip() == str(out) and out.exists()
     finally:

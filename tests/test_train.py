@@ -66,8 +66,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(image_folder, tmp
         assert torch.equal(expected[key], got[key]), key
 
 
-def test_interrupted_training_keeps_the_last_finished_epoch(image_folder, tmp_path, monkeypatch,
-                                                           capsys):
+def test_interrupted_training_keeps_the_last_finished_epoch(
+    image_folder, tmp_path, monkeypatch, capsys
+):
     real = training._train_epoch
     calls = []
 
@@ -89,9 +90,25 @@ def test_interrupted_training_keeps_the_last_finished_epoch(image_folder, tmp_pa
 
 def test_set_changes_the_config(image_folder, tmp_path, cli):
     out = tmp_path / "m.safetensors"
-    code, stdout, err = cli("train", image_folder, "--size", "16", "--set", "width=6",
-                            "--set", "depth=1", "--epochs", "1", "--batch-size", "8",
-                            "--seed", "0", "--out", out, "-q")
+    code, stdout, err = cli(
+        "train",
+        image_folder,
+        "--size",
+        "16",
+        "--set",
+        "width=6",
+        "--set",
+        "depth=1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--out",
+        out,
+        "-q",
+    )
     assert code == 0, err
     assert stdout.strip() == str(out)
     config = read_checkpoint_info(out).config
@@ -104,9 +121,24 @@ def test_existing_output_is_not_overwritten_without_force(image_folder, tmp_path
     code, _, err = cli("train", image_folder, "--out", out, "--size", "16", "-q")
     assert code == 2 and "exists; use --force" in err
     assert out.read_bytes() == b"precious"
-    code, _, err = cli("train", image_folder, "--out", out, "--size", "16", "--set",
-                       "width=4", "--set", "depth=2", "--epochs", "1", "--batch-size", "8",
-                       "--force", "-q")
+    code, _, err = cli(
+        "train",
+        image_folder,
+        "--out",
+        out,
+        "--size",
+        "16",
+        "--set",
+        "width=4",
+        "--set",
+        "depth=2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--force",
+        "-q",
+    )
     assert code == 0, err and out.read_bytes() != b"precious"
 
 
@@ -136,8 +168,16 @@ def test_refusals(tmp_path, image_folder, cli):
         (["train", image_folder, "--arch", "nope"], 2, "unknown architecture 'nope'"),
         (["train", image_folder, "--channels", "2"], 2, "--channels must be 1 or 3"),
         (["train", image_folder, "--epochs", "0"], 2, "--epochs must be at least 1"),
-        (["train", image_folder, "--device", "cuda:0" if not torch.cuda.is_available()
-          else "tpu"], 2, "--device" if not torch.cuda.is_available() else "unknown device"),
+        (
+            [
+                "train",
+                image_folder,
+                "--device",
+                "cuda:0" if not torch.cuda.is_available() else "tpu",
+            ],
+            2,
+            "--device" if not torch.cuda.is_available() else "unknown device",
+        ),
     ]
     for args, code, message in cases:
         got, out, err = cli(*args, "--out", tmp_path / "never.safetensors", "-q")
@@ -154,20 +194,77 @@ def test_size_error_comes_before_reading_any_data(tmp_path, monkeypatch, image_f
 
 def test_resume_refuses_conflicting_settings(tiny_checkpoint, image_folder, tmp_path):
     with pytest.raises(UsageError, match="--size 32 differs"):
-        train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, size=32,
-              epochs=3)
+        train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, size=32, epochs=3)
     with pytest.raises(UsageError, match="already has 2 epochs"):
         train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, epochs=2)
 
 
 def test_train_script_end_to_end(image_folder, tmp_path):
     out = tmp_path / "model.safetensors"
-    result = run_aegen("train", image_folder, "--size", "16", "--set", "width=4", "--set",
-                       "depth=2", "--epochs", "1", "--batch-size", "8", "--seed", "2",
-                       "--out", out, "--json")
+    result = run_aegen(
+        "train",
+        image_folder,
+        "--size",
+        "16",
+        "--set",
+        "width=4",
+        "--set",
+        "depth=2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--seed",
+        "2",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["checkpoint"] == str(out) and report["epochs"] == 1 and report["images"] == 24
     assert report["skipped"] == 1 and report["seed"] == 2
     assert "epoch 1/1" in result.stderr and "skipped" in result.stderr
     assert "\x1b[" not in result.stderr  # no live bar or colour when stderr is not a terminal
+
+
+def test_ctrl_c_during_training_keeps_a_resumable_checkpoint(image_folder, tmp_path):
+    import signal
+    import subprocess
+
+    from .conftest import aegen_script
+
+    out = tmp_path / "m.safetensors"
+    proc = subprocess.Popen(
+        [
+            aegen_script(),
+            "train",
+            str(image_folder),
+            "--size",
+            "16",
+            "--set",
+            "width=4",
+            "--set",
+            "depth=2",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "100000",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stderr:  # wait for the first finished epoch
+        if line.startswith("epoch 1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in rest and "--resume" in rest and "Traceback" not in rest
+    assert read_checkpoint_info(out).training_state["epochs_done"] >= 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.safetensors"]  # no temp files
