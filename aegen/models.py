@@ -69,3 +69,15 @@ def batch_statistics(model) -> Iterator[None]:
             module.training = training
             if tracking is not None:
                 module.track_running_stats = tracking
+
+
+def check_batch_statistics(model, smallest_batch: int, advice: str) -> None:
+    """Refuse, in words, a batch that batch statistics cannot use: BatchNorm1d needs two
+    samples per batch (BatchNorm2d can use the pixels of one image)."""
+    from torch import nn
+
+    if smallest_batch < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+        raise UsageError(
+            "this model has BatchNorm1d, whose batch statistics need at least 2 images per "
+            f"batch; {advice}"
+        )

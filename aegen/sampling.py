@@ -14,7 +14,7 @@ import torch
 
 from .console import Reporter
 from .errors import AegenError, ConfigError, UsageError
-from .models import batch_statistics
+from .models import batch_statistics, check_batch_statistics
 from .noise import Noise
 from .options import resolve_options
 from .plugins import get_registry
@@ -64,6 +64,9 @@ def sample(
     values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
     seeds = [seed + i for i in range(n)]
     chunks = [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if not running_stats:
+        smallest = min(c.stop - c.start for c in chunks)
+        check_batch_statistics(model, smallest, "raise --batch-size or --n, or use --running-stats")
     device = torch.device(device)
     if start is not None:
         start = start.to(device)

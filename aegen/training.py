@@ -17,7 +17,7 @@ from .data import IMAGE_SUFFIXES, find_images, load_images
 from .devices import pick_device
 from .errors import DataError, UsageError
 from .files import refuse_overwrite
-from .models import build_model, resolve_config
+from .models import build_model, check_batch_statistics, resolve_config
 
 DEFAULT_ARCHITECTURE = "unet"
 DEFAULT_SIZE = 64
@@ -155,6 +155,7 @@ def train(
         with torch.random.fork_rng(devices=[]):  # seed the init without touching global state
             torch.manual_seed(seed)
             model = build_model(architecture, config_values).to(dev)
+    check_batch_statistics(model, batch_size, "raise --batch-size")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume is not None:
         optimizer.load_state_dict(load_optimizer_state(info))

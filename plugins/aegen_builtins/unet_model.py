@@ -68,3 +68,48 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
+
+
+class HiddenUNet(UNet):
+    """UNet with a purely linear bottleneck after the last down block (no activations):
+
+    conv(k4, s2, p1) to `squeeze` channels -> flatten -> Linear(., hidden) -> Linear(hidden, code)
+    is the encoder's end; Linear(code, hidden) -> Linear(hidden, .) -> reshape ->
+    ConvTranspose2d(k4, s2, p1) back to the bottleneck is the decoder's start. The latent is the
+    (B, code) vector. Sizes follow the image size: the bottleneck is size / 2**depth wide, the
+    squeezed grid half that. (The original's transposed conv had stride 4 from a grid sized for
+    one resolution; mirroring the down conv works at every size.)
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        width: int,
+        depth: int,
+        size: int,
+        code: int = 100,
+        hidden: int = 500,
+        squeeze: int = 256,
+    ):
+        super().__init__(channels=channels, width=width, depth=depth)
+        deepest = width * 2**depth
+        side = size // 2**depth  # bottleneck side; even
+        self.squeeze_shape = (squeeze, side // 2, side // 2)
+        self.to_code = nn.Sequential(
+            nn.Conv2d(deepest, squeeze, kernel_size=4, stride=2, padding=1),
+            nn.Flatten(),
+            nn.Linear(squeeze * (side // 2) ** 2, hidden),
+            nn.Linear(hidden, code),
+        )
+        self.from_code = nn.Sequential(
+            nn.Linear(code, hidden),
+            nn.Linear(hidden, squeeze * (side // 2) ** 2),
+        )
+        self.expand = nn.ConvTranspose2d(squeeze, deepest, kernel_size=4, stride=2, padding=1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.to_code(super().encode(x))
+
+    def decode(self, h: Tensor) -> Tensor:
+        grid = self.from_code(h).view(h.shape[0], *self.squeeze_shape)
+        return super().decode(self.expand(grid))

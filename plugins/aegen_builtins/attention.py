@@ -1,0 +1,76 @@
+"""Architecture plugins `attention-unet` and `attention`: the seed's attention models."""
+
+from aegen.api import ConfigError, hookimpl
+
+from .memory import gib, physical_memory
+
+UNET_DEFAULTS = {"width": 64, "depth": 3, "heads": 4, "dim": 32, "groups": 8}
+AE_DEFAULTS = {"kind": "linear", "convs": True, "features": 64, "heads": 4, "dim": 32}
+
+
+def _check_channels(name: str, channels: int) -> None:
+    if channels not in (1, 3):
+        raise ConfigError(f"{name} takes 1 or 3 channels, not {channels}")
+
+
+def _check_dot_memory(name: str, side: int, heads: int) -> None:
+    """Refuse sizes whose dot-product attention matrices cannot fit this machine's memory."""
+    from .attention_layers import dot_attention_bytes
+
+    needed = dot_attention_bytes(side, heads)
+    available = physical_memory() * 3 // 4
+    if needed > available:
+        raise ConfigError(
+            f"{name}: dot-product attention on a {side}x{side} grid needs about {gib(needed)} "
+            f"for a batch of 16; this machine allows {gib(available)}: use a smaller --size"
+            + (" or --set kind=linear" if name == "attention" else "")
+        )
+
+
+def build_attention_unet(config: dict):
+    width, depth, channels, size = (config[k] for k in ("width", "depth", "channels", "size"))
+    _check_channels("attention-unet", channels)
+    if width < 1 or depth < 1 or width % config["groups"]:
+        raise ConfigError(
+            f"attention-unet needs depth >= 1 and a width divisible by groups "
+            f"({config['groups']}); got width {width}, depth {depth}"
+        )
+    if size % 2**depth or size < 2**depth:
+        raise ConfigError(
+            f"attention-unet with depth {depth} needs an image size divisible by "
+            f"{2**depth}; got {size}"
+        )
+    _check_dot_memory("attention-unet", size // 2**depth, config["heads"])
+    from .attention_model import AttentionUNet
+
+    return AttentionUNet(channels, width, depth, config["heads"], config["dim"], config["groups"])
+
+
+def build_attention(config: dict):
+    channels, size, kind = config["channels"], config["size"], config["kind"]
+    _check_channels("attention", channels)
+    if kind not in ("linear", "dot"):
+        raise ConfigError(f"attention: kind must be linear or dot, not {kind!r}")
+    if kind == "dot":
+        _check_dot_memory("attention", size, config["heads"])
+    from .attention_model import AttentionAutoencoder
+
+    return AttentionAutoencoder(
+        channels, kind, config["convs"], config["features"], config["heads"], config["dim"]
+    )
+
+
+@hookimpl
+def register_architectures(register):
+    register(
+        "attention-unet",
+        build_attention_unet,
+        description="U-Net with linear and dot-product attention, no skips or residuals",
+        defaults=UNET_DEFAULTS,
+    )
+    register(
+        "attention",
+        build_attention,
+        description="one attention layer between convs: kind=linear|dot, convs=true|false",
+        defaults=AE_DEFAULTS,
+    )
