@@ -41,12 +41,6 @@ def _emit(payload: Any, as_json: bool, lines: list[str]) -> None:
             print(line)
 
 
-def _random_seed() -> int:
-    import random
-
-    return random.randrange(2**31)
-
-
 def train_command(
     data: Annotated[
         Path, typer.Argument(metavar="DATA", help="Folder of images (searched recursively).")
@@ -124,84 +118,89 @@ def train_command(
     _emit(result.as_json(), as_json, [str(result.path)])
 
 
-def _load_model(checkpoint: Path | None, device: str, reporter):
-    from .checkpoint import load_checkpoint
-    from .devices import pick_device
+Option_ = Annotated[
+    list[str] | None,
+    typer.Option("--option", "-O", help="Sampler option KEY=VALUE (repeatable), e.g. -O mu=0.6."),
+]
+Checkpoint = Annotated[
+    Path | None, typer.Option("--checkpoint", "-c", help="Model checkpoint (.safetensors).")
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="Images per forward pass. [default: all of them]"),
+]
+RunningStats = Annotated[
+    bool,
+    typer.Option(
+        "--running-stats",
+        help="Batch norm on stored running statistics instead of the batch's (the seed uses "
+        "the batch's).",
+    ),
+]
+Frames = Annotated[
+    Path | None, typer.Option("--frames", help="Write the grid of steps to this folder as PNGs.")
+]
+Every = Annotated[
+    int | None,
+    typer.Option("--every", help="With --frames: every K-th step (and the last). [default: 1]"),
+]
+Video = Annotated[
+    Path | None,
+    typer.Option("--video", help="Write every step as one frame of an MP4 (H.264) video."),
+]
+Gif = Annotated[Path | None, typer.Option("--gif", help="Write every step into an animated GIF.")]
+Fps = Annotated[float, typer.Option("--fps", help="Frames per second of --video and --gif.")]
+Scale = Annotated[
+    int | None,
+    typer.Option(
+        "--scale",
+        help="Nearest-neighbour upscaling of video frames. [default: 128 // image size, >= 1]",
+    ),
+]
+OutDir = Annotated[Path | None, typer.Option("--out-dir", help="Also write each image here.")]
+Name = Annotated[
+    str, typer.Option("--name", help="File-name template for --out-dir: {seed}, {index}.")
+]
 
-    if checkpoint is None:
-        raise UsageError("no checkpoint given: pass one with -c/--checkpoint")
-    dev = pick_device(device)
-    loaded = load_checkpoint(checkpoint, dev)
-    reporter.info(
-        f"loaded {checkpoint} ({loaded.info.architecture}, {loaded.info.channels}x"
-        f"{loaded.info.size}x{loaded.info.size}) on {dev.type}"
-    )
-    return loaded, dev
 
+def _options(option: list[str] | None, **named: Any) -> dict[str, Any]:
+    from .options import parse_assignments
 
-def _expand(template: str, what: str, **fields: Any) -> str:
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
-        names = ", ".join("{" + k + "}" for k in fields)
-        raise UsageError(f"{what} {template!r} is not a valid template ({names}): {exc}") from None
+    options: dict[str, Any] = parse_assignments(option or [], "--option")
+    options.update({k: v for k, v in named.items() if v is not None})
+    return options
 
 
 def generate_command(
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", "-c", help="Model checkpoint (.safetensors).")
-    ] = None,
+    checkpoint: Checkpoint = None,
     sampler: Annotated[str, typer.Option("--sampler", help="Registered sampler.")] = "schedule",
     schedule: Annotated[
         str | None,
-        typer.Option(
-            "--schedule", help="Schedule for samplers that take one (linear, cosine, ...)."
-        ),
+        typer.Option("--schedule", help="Schedule for samplers that take one (linear, cosine)."),
     ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--option", "-O", help="Sampler option KEY=VALUE (repeatable), e.g. -O mu=0.6."
-        ),
-    ] = None,
+    option: Option_ = None,
     steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 100,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of images.")] = 16,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Images per forward pass. [default: all of them]"),
-    ] = None,
+    batch_size: BatchSize = None,
     seed: Seed = None,
     out: Annotated[
         str | None,
         typer.Option(
             "--out",
             "-o",
-            help="Grid PNG of all images; {seed} is the first seed. "
+            help="Grid PNG of the final images; {seed} is the first seed. "
             "[default: grid-{seed}.png unless --out-dir is given]",
         ),
     ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", help="Also write each image to this folder.")
-    ] = None,
-    name: Annotated[
-        str, typer.Option("--name", help="File-name template for --out-dir: {seed}, {index}.")
-    ] = "{seed}.png",
-    frames: Annotated[
-        Path | None,
-        typer.Option("--frames", help="Write the grid of intermediate steps to this folder."),
-    ] = None,
-    every: Annotated[
-        int | None,
-        typer.Option("--every", help="With --frames: every K-th step (and the last). [default: 1]"),
-    ] = None,
-    running_stats: Annotated[
-        bool,
-        typer.Option(
-            "--running-stats",
-            help="Batch norm on stored running statistics instead of the "
-            "batch's (the seed uses the batch's).",
-        ),
-    ] = False,
+    out_dir: OutDir = None,
+    name: Name = "{seed}.png",
+    video: Video = None,
+    gif: Gif = None,
+    fps: Fps = 24.0,
+    scale: Scale = None,
+    frames: Frames = None,
+    every: Every = None,
+    running_stats: RunningStats = False,
     device: Device = "auto",
     force: Force = False,
     as_json: Json = False,
@@ -213,93 +212,162 @@ def generate_command(
     Examples:
       aegen generate -c model.safetensors --schedule cosine --steps 200 --n 16 --seed 0 --out grid.png
       aegen generate -c model.safetensors --n 64 --batch-size 16 --out-dir samples --name "{index:03d}-{seed}.png"
+      aegen generate -c model.safetensors --steps 200 --video denoising.mp4
       aegen generate -c model.safetensors --every 10 --frames steps/
     """
-    from .options import parse_assignments
+    from .runs import Outputs, generate_files
 
-    options: dict[str, Any] = parse_assignments(option or [], "--option")
-    if schedule is not None:
-        options["schedule"] = schedule
-    if every is not None and frames is None:
-        raise UsageError("--every needs --frames DIR")
-    if every is not None and every < 1:
-        raise UsageError(f"--every must be at least 1, got {every}")
-    for flag, value in (("--n", n), ("--steps", steps), ("--batch-size", batch_size or n)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    seed = _random_seed() if seed is None else seed
-    seeds = [seed + i for i in range(n)]
-    if out is None and out_dir is None:
-        out = "grid-{seed}.png"
-    grid = Path(_expand(out, "--out", seed=seed)) if out else None
-    singles: list[Path] = []
-    if out_dir is not None:
-        singles = [out_dir / _expand(name, "--name", seed=s, index=i) for i, s in enumerate(seeds)]
-        if len(set(singles)) < len(singles):
-            raise UsageError(
-                f"--name {name!r} gives several images one file name; use {{seed}} or {{index}}"
-            )
-    frame_paths = _frame_paths(frames, steps, every or 1)
-    from .files import refuse_overwrite
-
-    refuse_overwrite([*([grid] if grid else []), *singles, *frame_paths.values()], force)
-
-    reporter = _reporter(quiet)
-    loaded, dev = _load_model(checkpoint, device, reporter)
-    from .media import save_grid, save_images
-    from .sampling import generate
-
-    def write_frame(step: int, frame) -> None:
-        if step in frame_paths:
-            save_grid(frame, frame_paths[step])
-
-    info = loaded.info
-    reporter.info(
-        f"sampling {n} image(s) with {sampler!r}, {steps} steps, seeds {seed}..{seeds[-1]}"
-    )
-    result = generate(
-        loaded.model,
-        sampler,
-        shape=(info.channels, info.size, info.size),
-        n=n,
+    report = generate_files(
+        checkpoint,
+        Outputs(
+            grid=out,
+            out_dir=out_dir,
+            name=name,
+            video=video,
+            gif=gif,
+            frames=frames,
+            every=every,
+            fps=fps,
+            scale=scale,
+            force=force,
+        ),
+        sampler=sampler,
+        options=_options(option, schedule=schedule),
         steps=steps,
-        seed=seed,
+        n=n,
         batch_size=batch_size,
-        options=options,
-        device=dev,
+        seed=seed,
+        device=device,
         running_stats=running_stats,
-        on_frame=write_frame if frames else None,
-        reporter=reporter,
+        reporter=_reporter(quiet),
     )
-    written: list[str] = []
-    if grid is not None:
-        written.append(str(save_grid(result.images, grid)))
-    written += [str(p) for p in save_images(result.images, singles)]
-    payload = {
-        "checkpoint": str(checkpoint),
-        "sampler": sampler,
-        "options": result.options,
-        "steps": steps,
-        "n": n,
-        "batch_size": batch_size or n,
-        "seed": seed,
-        "seeds": result.seeds,
-        "device": dev.type,
-        "grid": str(grid) if grid else None,
-        "images": [
-            {"index": i, "seed": s, "path": str(p) if singles else None}
-            for i, (s, p) in enumerate(zip(seeds, singles or [None] * n))
-        ],
-        "frames": [str(p) for p in frame_paths.values()],
-    }
-    _emit(payload, as_json, written)
+    _emit(report, as_json, report["written"] + _media(report))
 
 
-def _frame_paths(folder: Path | None, steps: int, every: int) -> dict[int, Path]:
-    if folder is None:
-        return {}
-    chosen = [s for s in range(1, steps + 1) if s % every == 0 or s == steps]
-    return {s: folder / f"step-{s:04d}.png" for s in chosen}
+def _media(report: dict[str, Any]) -> list[str]:
+    return [p for p in (report["video"], report["gif"]) if p] + report["frames"]
+
+
+def walk_command(
+    checkpoint: Checkpoint = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Starting images: files or folders (repeatable). "
+            "[default: made by the schedule sampler]",
+        ),
+    ] = None,
+    noiseless: Annotated[
+        bool, typer.Option("--noiseless", help="Use the noiseless-walk sampler: g = D(E(g)).")
+    ] = False,
+    sampler: Annotated[
+        str | None, typer.Option("--sampler", help="Any registered sampler. [default: walk]")
+    ] = None,
+    eps: Annotated[
+        float | None, typer.Option("--eps", help="Latent noise of `walk`. [default: 0.2]")
+    ] = None,
+    option: Option_ = None,
+    steps: Annotated[int, typer.Option("--steps", help="Walk steps.")] = 300,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of chains.")] = 16,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
+    start_steps: Annotated[
+        int,
+        typer.Option("--start-steps", help="Schedule steps that make the start without --input."),
+    ] = 100,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Grid PNG of the last step.")
+    ] = None,
+    out_dir: OutDir = None,
+    name: Name = "{seed}.png",
+    video: Video = None,
+    gif: Gif = None,
+    fps: Fps = 24.0,
+    scale: Scale = None,
+    frames: Frames = None,
+    every: Every = None,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Report per chain whether it keeps moving.")
+    ] = False,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            help="RMS per-pixel change below which a chain counts as at rest (--stats).",
+        ),
+    ] = 1e-3,
+    running_stats: RunningStats = False,
+    device: Device = "auto",
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Walk along the learned manifold from starting images, and watch it.
+
+    \b
+    Examples:
+      aegen walk -c model.safetensors --input photos/ --n 16 --steps 300 --eps 0.2 --video walk.mp4
+      aegen walk -c model.safetensors --noiseless --steps 300 --stats
+      aegen walk -c model.safetensors --gif walk.gif --scale 4 --out last.png
+    """
+    from .runs import Outputs, walk_files
+
+    if noiseless and sampler not in (None, "noiseless-walk"):
+        raise UsageError("--noiseless and --sampler name different samplers; give one")
+    chosen = sampler or ("noiseless-walk" if noiseless else "walk")
+    outputs = Outputs(
+        grid=out,
+        out_dir=out_dir,
+        name=name,
+        video=video,
+        gif=gif,
+        frames=frames,
+        every=every,
+        fps=fps,
+        scale=scale,
+        force=force,
+    )
+    if not (out or out_dir or video or gif or frames or stats):
+        raise UsageError(
+            "nothing to write: give --video, --gif, --out, --out-dir, --frames or --stats"
+        )
+    report = walk_files(
+        checkpoint,
+        outputs,
+        inputs=[str(p) for p in inputs or []],
+        sampler=chosen,
+        options=_options(option, eps=eps),
+        steps=steps,
+        n=n,
+        batch_size=batch_size,
+        seed=seed,
+        start_steps=start_steps,
+        stats=stats,
+        tolerance=tolerance,
+        device=device,
+        running_stats=running_stats,
+        reporter=_reporter(quiet),
+    )
+    lines = report["written"] + _media(report)
+    if report["stats"] and not as_json:
+        lines += _stats_lines(report["stats"])
+    _emit(report, as_json, lines)
+
+
+def _stats_lines(stats: dict[str, Any]) -> list[str]:
+    lines = ["chain  seed  mean change  final change  moving"]
+    for c in stats["chains"]:
+        lines.append(
+            f"{c['index']:>5} {c['seed']:>5}  {c['mean_change']:>11.5f}  "
+            f"{c['final_change']:>12.5f}  {'yes' if c['moving'] else 'no'}"
+        )
+    lines.append(
+        f"moving: {stats['moving']}/{stats['total']} ({stats['share_moving']:.0%}); "
+        f"criterion: {stats['criterion']}"
+    )
+    return lines
 
 
 def plugins_command(as_json: Json = False) -> None:
@@ -406,6 +474,7 @@ def build_app() -> typer.Typer:
 
     app.command("train")(train_command)
     app.command("generate")(generate_command)
+    app.command("walk")(walk_command)
     app.command("plugins")(plugins_command)
     app.command("info")(info_command)
     from .plugins import get_registry

@@ -11,19 +11,32 @@ from pathlib import Path
 from .errors import UsageError
 
 
+def temporary_beside(path: str | os.PathLike, suffix: str = ".part") -> Path:
+    """A new empty file in `path`'s folder (created if needed), to be renamed over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: Path, path: str | os.PathLike) -> None:
+    """Rename a finished temporary file over `path`, with the permissions a new file gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block completes."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
-        yield Path(tmp)
-        os.replace(tmp, target)
+        yield tmp
+        commit(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -12,6 +12,8 @@ class Noise:
 
     So an image's noise never depends on how many images were drawn before it, and a sample can
     be re-made from its seed alone (given the same batch, since batch norm mixes the batch).
+    `stream` > 0 gives other, independent draws for the same seeds (a walk that starts from
+    images the schedule sampler made with those seeds uses stream 1).
     """
 
     def __init__(
@@ -20,12 +22,16 @@ class Noise:
         shape: Sequence[int],
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        stream: int = 0,
     ):
         self.seeds = list(seeds)
         self.shape = tuple(shape)  # (C, H, W) of one image
         self.device = torch.device(device)
         self.dtype = dtype
-        self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
+        offset = stream * 0x9E3779B97F4A7C15  # golden-ratio spacing keeps streams apart
+        self.generators = [
+            torch.Generator(self.device).manual_seed((s + offset) % 2**63) for s in self.seeds
+        ]
 
     def __len__(self) -> int:
         return len(self.seeds)

@@ -52,6 +52,7 @@ def sample(
     start: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     running_stats: bool = False,
+    noise_stream: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yield one (n, C, H, W) frame per step; image i uses seed + i; the last frame is the result.
 
@@ -77,7 +78,7 @@ def sample(
                 model,
                 None if start is None else start[chunk],
                 steps=steps,
-                noise=Noise(seeds[chunk], shape, device),
+                noise=Noise(seeds[chunk], shape, device, stream=noise_stream),
                 **values,
             )
             for chunk in chunks
@@ -128,6 +129,7 @@ def generate(
     running_stats: bool = False,
     on_frame: Callable[[int, torch.Tensor], None] | None = None,
     reporter: Reporter | None = None,
+    noise_stream: int = 0,
 ) -> Generation:
     """Run a sampler to the end and return the last frame; `on_frame(step, frame)` sees each
     frame as it is made (step counts from 1), for writing frames or videos."""
@@ -146,6 +148,7 @@ def generate(
         start=start,
         device=device,
         running_stats=running_stats,
+        noise_stream=noise_stream,
     )
     last = None
     done = 0

@@ -1,0 +1,186 @@
+"""Recording a sampler's frames as it runs: MP4, GIF and PNG frames, streamed.
+
+Each frame is a grid of the whole batch. Videos are written to a temporary file beside the
+target and renamed when closed; an interrupted run (Ctrl-C) closes them properly, so they play
+with the frames written so far. Nothing is kept in memory per frame for MP4 or PNG frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from .files import commit, temporary_beside
+from .media import grid_columns, save_grid
+
+
+def default_scale(size: int) -> int:
+    """Nearest-neighbour upscaling that makes small images visible: 128 px cells or more."""
+    return max(1, 128 // size)
+
+
+def grid_pixels(frame, columns: int, scale: int):
+    """A (B, C, H, W) batch as one (H', W', 3) uint8 array with even sides, for encoders."""
+    import torch.nn.functional as F
+    from torchvision.utils import make_grid
+
+    grid = make_grid(frame.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2)
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).byte()
+    if scale > 1:
+        pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    _, h, w = pixels.shape
+    if h % 2 or w % 2:  # H.264 with yuv420p needs even sides
+        pixels = F.pad(pixels, (0, w % 2, 0, h % 2))
+    return pixels.permute(1, 2, 0).contiguous().numpy()
+
+
+class _StreamWriter:
+    """A file fed one frame at a time, opened at the first frame (which fixes its size)."""
+
+    suffix = ""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = Path(path), fps
+        self.tmp: Path | None = None
+        self._handle: Any = None
+        self.frames = 0
+
+    def write(self, pixels) -> None:
+        if self._handle is None:
+            self.tmp = temporary_beside(self.path, f".part{self.suffix}")
+            self._handle = self._open(self.tmp, pixels.shape)
+        self._send(pixels)
+        self.frames += 1
+
+    def close(self, keep: bool) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if self.tmp is not None:
+            if keep and self.frames:
+                commit(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+    def _open(self, tmp: Path, shape) -> Any:
+        raise NotImplementedError
+
+    def _send(self, pixels) -> None:
+        raise NotImplementedError
+
+
+class Mp4Writer(_StreamWriter):
+    """H.264/yuv420p MP4 through imageio-ffmpeg; frames go straight to the encoder's pipe
+    (ffmpeg runs in its own process group, so a terminal's Ctrl-C reaches only aegen)."""
+
+    suffix = ".mp4"
+
+    def _open(self, tmp: Path, shape) -> Any:
+        import imageio_ffmpeg
+
+        h, w, _ = shape
+        pipe = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (w, h),
+            fps=self.fps,
+            codec="libx264",
+            pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p",
+            macro_block_size=2,
+            quality=None,
+            output_params=["-crf", "18", "-preset", "veryfast"],
+            ffmpeg_log_level="error",
+        )
+        pipe.send(None)
+        return pipe
+
+    def _send(self, pixels) -> None:
+        self._handle.send(pixels)
+
+
+class GifWriter(_StreamWriter):
+    """Animated GIF through imageio's pillow plugin, which keeps the frames until it closes:
+    prefer MP4 for long runs."""
+
+    suffix = ".gif"
+
+    def _open(self, tmp: Path, shape) -> Any:
+        import imageio.v3 as iio
+
+        return iio.imopen(tmp, "w", extension=".gif", plugin="pillow")
+
+    def _send(self, pixels) -> None:
+        self._handle.write(pixels, duration=1000 / self.fps, loop=0, is_batch=False)
+
+
+class Recorder:
+    """The `on_frame` callback of a sampling run: feeds videos, GIFs and frame PNGs.
+
+    Use as a context manager: on success or Ctrl-C the files are closed and kept; on any
+    other error the temporary files are removed.
+    """
+
+    def __init__(
+        self,
+        *,
+        steps: int,
+        count: int,
+        size: int,
+        video: str | os.PathLike | None = None,
+        gif: str | os.PathLike | None = None,
+        frames: str | os.PathLike | None = None,
+        every: int = 1,
+        fps: float = 24.0,
+        scale: int | None = None,
+    ):
+        self.columns = grid_columns(count)
+        self.scale = scale or default_scale(size)
+        self.writers: list[_StreamWriter] = []
+        if video is not None:
+            self.writers.append(Mp4Writer(Path(video), fps))
+        if gif is not None:
+            self.writers.append(GifWriter(Path(gif), fps))
+        self.frame_paths: dict[int, Path] = {}
+        if frames is not None:
+            chosen = [s for s in range(1, steps + 1) if s % every == 0 or s == steps]
+            self.frame_paths = {s: Path(frames) / f"step-{s:04d}.png" for s in chosen}
+        self.frames_written: list[Path] = []
+        self.steps_recorded = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.writers or self.frame_paths)
+
+    def planned(self) -> list[Path]:
+        """Every path this recorder may write, to check before sampling starts."""
+        return [w.path for w in self.writers] + list(self.frame_paths.values())
+
+    def __call__(self, step: int, frame) -> None:
+        if self.writers:
+            pixels = grid_pixels(frame, self.columns, self.scale)
+            for writer in self.writers:
+                writer.write(pixels)
+        if step in self.frame_paths:
+            self.frames_written.append(save_grid(frame, self.frame_paths[step], self.columns))
+        self.steps_recorded = step
+
+    def written(self) -> dict[str, Any]:
+        return {
+            "video": str(self.writers[0].path) if self._kind(Mp4Writer) else None,
+            "gif": str(self._kind(GifWriter).path) if self._kind(GifWriter) else None,
+            "frames": [str(p) for p in self.frames_written],
+            "frames_recorded": self.steps_recorded,
+        }
+
+    def _kind(self, cls):
+        return next((w for w in self.writers if isinstance(w, cls)), None)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        keep = kind is None or issubclass(kind, KeyboardInterrupt)
+        for writer in self.writers:
+            with contextlib.suppress(Exception):
+                writer.close(keep)
