@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .files import commit, temporary_beside
 from .media import grid_columns, save_grid
 
@@ -21,28 +23,36 @@ def default_scale(size: int) -> int:
     return max(1, 128 // size)
 
 
-def grid_pixels(frame, columns: int, scale: int):
-    """A (B, C, H, W) batch as one (H', W', 3) uint8 array with even sides, for encoders."""
-    import torch.nn.functional as F
+def grid_pixels(frame, columns: int, scale: int = 1):
+    """A (B, C, H, W) batch as one (H', W', 3) uint8 grid, padded so that its sides times
+    `scale` are even (as H.264 with yuv420p needs). Writers upscale it."""
     from torchvision.utils import make_grid
 
     grid = make_grid(frame.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2)
-    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).byte()
-    if scale > 1:
-        pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
-    _, h, w = pixels.shape
-    if h % 2 or w % 2:  # H.264 with yuv420p needs even sides
-        pixels = F.pad(pixels, (0, w % 2, 0, h % 2))
-    return pixels.permute(1, 2, 0).contiguous().numpy()
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).numpy()
+    h, w, _ = pixels.shape
+    pad_h, pad_w = (h * scale) % 2, (w * scale) % 2
+    if pad_h or pad_w:
+        pixels = np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)))
+    return np.ascontiguousarray(pixels)
+
+
+def upscale(pixels, scale: int):
+    """Nearest-neighbour upscaling of an (H, W, 3) array by an integer factor."""
+    if scale == 1:
+        return np.ascontiguousarray(pixels)
+    h, w, c = pixels.shape
+    big = np.broadcast_to(pixels[:, None, :, None, :], (h, scale, w, scale, c))
+    return big.reshape(h * scale, w * scale, c)
 
 
 class _StreamWriter:
-    """A file fed one frame at a time, opened at the first frame (which fixes its size)."""
+    """A file fed one frame at a time (an unscaled grid), opened at the first frame."""
 
     suffix = ""
 
-    def __init__(self, path: Path, fps: float):
-        self.path, self.fps = Path(path), fps
+    def __init__(self, path: Path, fps: float, scale: int):
+        self.path, self.fps, self.scale = Path(path), fps, scale
         self.tmp: Path | None = None
         self._handle: Any = None
         self.frames = 0
@@ -80,6 +90,7 @@ class Mp4Writer(_StreamWriter):
         import imageio_ffmpeg
 
         h, w, _ = shape
+        k = self.scale  # ffmpeg upscales, so only 1/k**2 of the bytes cross the pipe
         pipe = imageio_ffmpeg.write_frames(
             str(tmp),
             (w, h),
@@ -87,10 +98,13 @@ class Mp4Writer(_StreamWriter):
             codec="libx264",
             pix_fmt_in="rgb24",
             pix_fmt_out="yuv420p",
-            macro_block_size=2,
+            macro_block_size=1,
             quality=None,
-            output_params=["-crf", "18", "-preset", "veryfast"],
             ffmpeg_log_level="error",
+            output_params=[
+                *("-vf", f"scale=iw*{k}:ih*{k}:flags=neighbor"),
+                *("-crf", "18", "-preset", "ultrafast", "-threads", "1"),
+            ],
         )
         pipe.send(None)
         return pipe
@@ -111,7 +125,8 @@ class GifWriter(_StreamWriter):
         return iio.imopen(tmp, "w", extension=".gif", plugin="pillow")
 
     def _send(self, pixels) -> None:
-        self._handle.write(pixels, duration=1000 / self.fps, loop=0, is_batch=False)
+        big = upscale(pixels, self.scale)
+        self._handle.write(big, duration=1000 / self.fps, loop=0, is_batch=False)
 
 
 class Recorder:
@@ -138,9 +153,9 @@ class Recorder:
         self.scale = scale or default_scale(size)
         self.writers: list[_StreamWriter] = []
         if video is not None:
-            self.writers.append(Mp4Writer(Path(video), fps))
+            self.writers.append(Mp4Writer(Path(video), fps, self.scale))
         if gif is not None:
-            self.writers.append(GifWriter(Path(gif), fps))
+            self.writers.append(GifWriter(Path(gif), fps, self.scale))
         self.frame_paths: dict[int, Path] = {}
         if frames is not None:
             chosen = [s for s in range(1, steps + 1) if s % every == 0 or s == steps]

@@ -17,6 +17,7 @@ from .console import Reporter
 from .devices import pick_device
 from .errors import UsageError
 from .files import refuse_overwrite
+from .interrupts import stop_between_steps
 from .media import save_grid, save_images
 from .recording import Recorder
 from .sampling import DEFAULT_SAMPLER, generate
@@ -119,18 +120,19 @@ def _read_size(checkpoint: str | os.PathLike | None) -> int:
 
 
 def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
-    """Run `generate`, feeding the recorder (and `extra`), and report an interruption."""
+    """Run `generate`, feeding the recorder (and `extra`). Ctrl-C stops the run after the step
+    in progress, so every file being written is closed whole."""
     recorder = plan.recorder
-
-    def on_frame(step, frame):
-        recorder(step, frame)
-        if extra is not None:
-            extra(frame)
-
     try:
-        with recorder:
-            use = recorder.active or extra is not None
-            return generate(on_frame=on_frame if use else None, reporter=reporter, **kwargs)
+        with recorder, stop_between_steps() as checkpoint:
+
+            def on_frame(step, frame):
+                recorder(step, frame)
+                if extra is not None:
+                    extra(frame)
+                checkpoint()
+
+            return generate(on_frame=on_frame, reporter=reporter, **kwargs)
     except KeyboardInterrupt:
         kept = ", ".join(str(w.path) for w in recorder.writers if w.frames)
         reporter.warn(
