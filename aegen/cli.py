@@ -370,6 +370,198 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} expects numbers separated by commas, got {text!r}") from None
+
+
+Inputs = Annotated[
+    list[Path],
+    typer.Option("--input", "-i", help="Image files or folders (repeatable)."),
+]
+
+
+def denoise_command(
+    checkpoint: Checkpoint = None,
+    inputs: Inputs = ...,  # type: ignore[assignment]
+    noise: Annotated[
+        str, typer.Option("--noise", help="gaussian (the seed's), blur, or additive.")
+    ] = "gaussian",
+    alpha: Annotated[
+        str,
+        typer.Option(
+            "--alpha",
+            help="gaussian: a_hat = alpha*a + (1-alpha)*N(mu, sigma); several, comma-separated.",
+        ),
+    ] = "0.1,0.3,0.5,0.9",
+    mu: Annotated[float, typer.Option("--mu", help="Mean of the gaussian noise.")] = 0.7,
+    sigma: Annotated[
+        float, typer.Option("--sigma", help="Std of the gaussian noise, or of additive noise.")
+    ] = 0.2,
+    kernel: Annotated[int, typer.Option("--kernel", help="blur: kernel size (odd).")] = 19,
+    blur_sigma: Annotated[float, typer.Option("--blur-sigma", help="blur: its sigma.")] = 8.0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use at most this many images.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Grid PNG: rows a, then a_hat and O(a_hat) per setting."),
+    ] = None,
+    show: Annotated[int, typer.Option("--show", help="Images (columns) in --out.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise (image i: seed+i).")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per pass.")] = 16,
+    running_stats: RunningStats = False,
+    device: Device = "auto",
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure how well a model denoises: is O(a_hat) closer to a than a_hat was?
+
+    \b
+    Examples:
+      aegen denoise -c model.safetensors --input photos/ --noise gaussian --alpha 0.1,0.3,0.5,0.9 --out denoise.png
+      aegen denoise -c model.safetensors --input photos/ --noise blur --json
+      aegen denoise -c model.safetensors --input photos/ --noise additive --sigma 0.1
+    """
+    from .analysis import denoise_files
+    from .denoising import Corruption
+
+    common = dict(kind=noise, mu=mu, sigma=sigma, kernel=kernel, blur_sigma=blur_sigma)
+    if noise == "gaussian":
+        corruptions = [Corruption(alpha=a, **common) for a in _floats(alpha, "--alpha")]
+    else:
+        corruptions = [Corruption(**common)]
+    if not corruptions:
+        raise UsageError("--alpha gave no values")
+    report = denoise_files(
+        checkpoint,
+        list(inputs),
+        corruptions,
+        limit=limit,
+        out=out,
+        show=show,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        running_stats=running_stats,
+        force=force,
+        reporter=_reporter(quiet),
+    )
+    if as_json:
+        _emit(report, True, [])
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"denoising {report['images']} image(s): in dist = ||a_hat - a||, "
+        "out dist = ||O(a_hat) - a||, closer = share with out < in",
+    )
+    for column in ("setting", "in dist", "out dist", "ratio", "PSNR in", "PSNR out", "closer"):
+        table.add_column(column, justify="left" if column == "setting" else "right", no_wrap=True)
+    for s in report["settings"]:
+        table.add_row(
+            s["name"],
+            f"{s['mean_input_distance']:.3f}",
+            f"{s['mean_output_distance']:.3f}",
+            f"{s['mean_ratio']:.3f}",
+            _db(s["mean_psnr_input"]),
+            _db(s["mean_psnr_output"]),
+            f"{s['share_closer']:.0%}",
+        )
+    _console().print(table)
+    if report["grid"]:
+        print(report["grid"])
+
+
+def _db(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.2f} dB"
+
+
+def represent_command(
+    checkpoint: Checkpoint = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", "-i", help="Image files or folders (repeatable)."),
+    ] = None,
+    layer: Annotated[
+        str, typer.Option("--layer", help="encoder, output, or a module name (--list-layers).")
+    ] = "output",
+    steps: Annotated[int, typer.Option("--steps", help="Gradient steps.")] = 500,
+    lr: Annotated[float, typer.Option("--lr", help="Step size: x -= lr * grad.")] = 0.1,
+    loss_scale: Annotated[
+        float, typer.Option("--loss-scale", help="k in the loss k * sum |A(a) - A(x)|.")
+    ] = 0.01,
+    mu: Annotated[float, typer.Option("--mu", help="Start: x0 = mu + N(0, 1)/20.")] = 0.7,
+    seed: Seed = None,
+    untrained: Annotated[
+        bool,
+        typer.Option(
+            "--untrained",
+            help="Use a freshly initialised model of the checkpoint's config instead.",
+        ),
+    ] = False,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="Grid of input, trained and untrained representations."),
+    ] = False,
+    list_layers_: Annotated[
+        bool, typer.Option("--list-layers", help="List the layers that can be chosen and exit.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many images.")] = None,
+    running_stats: RunningStats = False,
+    device: Device = "auto",
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Find the input x a layer sees as the input a (gradient descent on x, L1 loss).
+
+    \b
+    Examples:
+      aegen represent -c model.safetensors --input photo.png --layer encoder --steps 500 --out rep.png
+      aegen represent -c model.safetensors --input photo.png --untrained --out rep-untrained.png
+      aegen represent -c model.safetensors --input photo.png --compare --out compare.png
+      aegen represent -c model.safetensors --list-layers
+    """
+    from .analysis import list_layers, represent_files
+
+    if list_layers_:
+        names = list_layers(checkpoint)
+        _emit({"layers": names}, as_json, names)
+        return
+    if not inputs:
+        raise UsageError("--input is required (or use --list-layers)")
+    report = represent_files(
+        checkpoint,
+        list(inputs),
+        layer=layer,
+        steps=steps,
+        lr=lr,
+        loss_scale=loss_scale,
+        mu=mu,
+        seed=seed,
+        untrained=untrained,
+        compare=compare,
+        out=out,
+        limit=limit,
+        device=device,
+        running_stats=running_stats,
+        force=force,
+        reporter=_reporter(quiet),
+    )
+    lines = [report["out"]] if report["out"] else []
+    for name, results in report["results"].items():
+        lines += [
+            f"{name}: {r['path']}  loss {r['loss']:.4f}  ||x - a|| {r['distance']:.4f}"
+            for r in results
+        ]
+    _emit(report, as_json, lines)
+
+
 def plugins_command(as_json: Json = False) -> None:
     """List installed plugins and what each registers.
 
@@ -392,7 +584,6 @@ def plugins_command(as_json: Json = False) -> None:
             )
         )
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Plugins")
@@ -407,7 +598,7 @@ def plugins_command(as_json: Json = False) -> None:
         parts.add_column(column)
     for c in components:
         parts.add_row(c["kind"], c["name"], c["plugin"], c["description"])
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(parts)
 
@@ -439,6 +630,13 @@ def info_command(
     ]
     lines += [f"{key:<14}{value}" for key, value in sorted(info["provenance"].items())]
     print("\n".join(lines))
+
+
+def _console():
+    """A rich console on stdout; wide enough for tables when stdout is a file or a pipe."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def _version(value: bool) -> None:
@@ -475,6 +673,8 @@ def build_app() -> typer.Typer:
     app.command("train")(train_command)
     app.command("generate")(generate_command)
     app.command("walk")(walk_command)
+    app.command("denoise")(denoise_command)
+    app.command("represent")(represent_command)
     app.command("plugins")(plugins_command)
     app.command("info")(info_command)
     from .plugins import get_registry

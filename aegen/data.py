@@ -75,3 +75,25 @@ def load_images(
     elif channels != 3:
         raise DataError(f"channels must be 1 or 3, not {channels}")
     return ImageSet(images=images, paths=kept, skipped=skipped)
+
+
+def load_inputs(
+    inputs: Sequence[str | os.PathLike],
+    size: int,
+    channels: int,
+    reporter,
+    limit: int | None = None,
+):
+    """Images named on a command line (files or folders), as a float batch in [0, 1] at the
+    model's size and channels, with the paths they came from. Unreadable files are skipped."""
+    from .errors import UsageError
+
+    paths = [p for item in inputs for p in find_images(item)]
+    if not paths:
+        raise UsageError("--input: no images found in " + ", ".join(map(str, inputs)))
+    wanted = paths if limit is None else paths[: limit * 2]  # spares for unreadable files
+    loaded = load_images(wanted, size, channels)
+    for path, why in loaded.skipped:
+        reporter.warn(f"skipped {path}: {why}")
+    images = loaded.images[:limit].float().div_(255)
+    return images, [str(p) for p in loaded.paths[:limit]]

@@ -81,3 +81,20 @@ def check_batch_statistics(model, smallest_batch: int, advice: str) -> None:
             "this model has BatchNorm1d, whose batch statistics need at least 2 images per "
             f"batch; {advice}"
         )
+
+
+@contextlib.contextmanager
+def running_statistics(model) -> Iterator[None]:
+    """Run the model in eval mode (batch norm on its stored statistics), then restore it."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in saved:
+            module.training = training
+
+
+def sampling_mode(model, running_stats: bool = False):
+    """The context a model runs in when sampling: batch statistics (the seed's) or stored."""
+    return running_statistics(model) if running_stats else batch_statistics(model)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .checkpoint import load_checkpoint
 from .console import Reporter
+from .data import load_inputs
 from .devices import pick_device
 from .errors import UsageError
 from .files import refuse_overwrite
@@ -98,7 +99,8 @@ def _plan(outputs: Outputs, seeds: list[int], steps: int, size: int) -> _Plan:
     return _Plan(grid, singles, recorder)
 
 
-def _load(checkpoint: str | os.PathLike | None, device: str, reporter: Reporter):
+def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Reporter):
+    """Load a checkpoint for a command, saying what was loaded and where."""
     if checkpoint is None:
         raise UsageError("no checkpoint given: pass one with -c/--checkpoint")
     dev = pick_device(device)
@@ -170,7 +172,7 @@ def generate_files(
     if outputs.grid is None and outputs.out_dir is None:
         outputs.grid = "grid-{seed}.png"
     plan = _plan(outputs, seeds, steps, _read_size(checkpoint))
-    loaded, dev = _load(checkpoint, device, reporter)
+    loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     reporter.info(
         f"sampling {n} image(s) with {sampler!r}, {steps} steps, seeds {seed}..{seeds[-1]}"
@@ -210,22 +212,6 @@ def generate_files(
     }
 
 
-def load_start_images(
-    inputs: list[str | os.PathLike], size: int, channels: int, n: int, reporter: Reporter
-):
-    """Images from files and folders, resized and cropped to the model's size and channels."""
-    from .data import find_images, load_images
-
-    paths = [p for item in inputs for p in find_images(item)]
-    if not paths:
-        raise UsageError("--input: no images found in " + ", ".join(map(str, inputs)))
-    loaded = load_images(paths[: max(n, 1) * 2], size, channels)  # spare ones for unreadable
-    for path, why in loaded.skipped:
-        reporter.warn(f"skipped {path}: {why}")
-    images = loaded.images[:n].float().div_(255)
-    return images, [str(p) for p in loaded.paths[:n]]
-
-
 def walk_files(
     checkpoint: str | os.PathLike | None,
     outputs: Outputs,
@@ -255,11 +241,11 @@ def walk_files(
         raise UsageError(f"--start-steps must be at least 1, got {start_steps}")
     size = _read_size(checkpoint)
     _plan(outputs, [seed + i for i in range(n)], steps, size)  # fail fast on outputs
-    loaded, dev = _load(checkpoint, device, reporter)
+    loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     shape = (info.channels, info.size, info.size)
     if inputs:
-        start, start_paths = load_start_images(inputs, info.size, info.channels, n, reporter)
+        start, start_paths = load_inputs(inputs, info.size, info.channels, reporter, limit=n)
         n = len(start)
         origin: dict[str, Any] = {"from": "input", "paths": start_paths}
         stream = 0

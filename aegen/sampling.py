@@ -14,7 +14,7 @@ import torch
 
 from .console import Reporter
 from .errors import AegenError, ConfigError, UsageError
-from .models import batch_statistics, check_batch_statistics
+from .models import check_batch_statistics, sampling_mode
 from .noise import Noise
 from .options import resolve_options
 from .plugins import get_registry
@@ -71,8 +71,7 @@ def sample(
     device = torch.device(device)
     if start is not None:
         start = start.to(device)
-    norm = _eval_mode(model) if running_stats else batch_statistics(model)
-    with norm:
+    with sampling_mode(model, running_stats):
         runs = [
             spec.fn(
                 model,
@@ -97,21 +96,6 @@ def sample(
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             yield frames[0] if len(frames) == 1 else torch.cat(frames)
-
-
-class _eval_mode:
-    """Run the model in eval mode (running statistics), restoring its mode afterwards."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.saved = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for module, training in self.saved:
-            module.training = training
 
 
 def generate(
