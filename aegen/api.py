@@ -28,6 +28,10 @@ _LAZY = {
     "generate": "aegen.sampling",
     "sample": "aegen.sampling",
     "Generation": "aegen.sampling",
+    "ImageSet": "aegen.data",
+    "find_images": "aegen.data",
+    "load_images": "aegen.data",
+    "fit_images": "aegen.data",
 }
 
 __all__ = [

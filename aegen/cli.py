@@ -77,6 +77,12 @@ def train_command(
     ] = None,
     seed: Seed = None,
     device: Device = "auto",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="Data source: folder, numpy, idx, ... [default: from the path]"
+        ),
+    ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue the run saved in this checkpoint.")
     ] = None,
@@ -112,6 +118,7 @@ def train_command(
         seed=seed,
         device=device,
         resume=resume,
+        source=source,
         force=force,
         reporter=_reporter(quiet),
     )

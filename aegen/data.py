@@ -20,6 +20,7 @@ class ImageSet:
     images: object  # torch.Tensor, uint8
     paths: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    source: str = ""
 
     @property
     def channels(self) -> int:
@@ -75,6 +76,53 @@ def load_images(
     elif channels != 3:
         raise DataError(f"channels must be 1 or 3, not {channels}")
     return ImageSet(images=images, paths=kept, skipped=skipped)
+
+
+def fit_images(images, size: int, channels: int | None = None):
+    """Resize a uint8 (N, C, H, W) batch so its shorter side is `size`, centre-crop it square,
+    and convert it to `channels` (1 or 3; None keeps it). For array-based data sources."""
+    from torchvision.transforms import functional as F
+
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"expected images shaped (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    if images.shape[-2:] != (size, size):
+        images = F.center_crop(F.resize(images, size, antialias=True), [size, size])
+    if channels == 3 and images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    elif channels == 1 and images.shape[1] == 3:
+        images = F.rgb_to_grayscale(images)
+    elif channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, not {channels}")
+    return images.contiguous()
+
+
+def load_data(
+    path: str | os.PathLike,
+    size: int,
+    channels: int | None = None,
+    source: str | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> ImageSet:
+    """Training images from `path` through a registered data source: the one named, or the one
+    whose `detect` claims the path (image folders when none does)."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    if source is None:
+        if not Path(path).exists():
+            raise DataError(f"{path}: no such file or folder")
+        claims = [s for s in registry.data_sources.values() if s.detect and s.detect(Path(path))]
+        if len(claims) > 1:
+            names = ", ".join(s.name for s in claims)
+            raise DataError(
+                f"{path} could be read by several data sources ({names}); choose one with --source"
+            )
+        chosen = claims[0] if claims else registry.data_source("folder")
+    else:
+        chosen = registry.data_source(source)
+    images = chosen.fn(Path(path), size=size, channels=channels, on_image=on_image)
+    images.source = chosen.name
+    return images
 
 
 def load_inputs(

@@ -22,5 +22,10 @@ def register_schedules(register):
 
 
 @hookspec
+def register_data_sources(register):
+    """Register training data readers: register(name, load, description=..., detect=...)."""
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the Typer app of the `aegen` command line."""

@@ -22,8 +22,13 @@ from .options import Option
 
 GROUP = "aegen"
 BUILTIN_DISTRIBUTION = "aegen"
-KINDS = ("architectures", "samplers", "schedules")
-_SINGULAR = {"architectures": "architecture", "samplers": "sampler", "schedules": "schedule"}
+KINDS = ("architectures", "samplers", "schedules", "data_sources")
+_SINGULAR = {
+    "architectures": "architecture",
+    "samplers": "sampler",
+    "schedules": "schedule",
+    "data_sources": "data source",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,17 @@ class Schedule:
     name: str
     fn: Callable[[int, int], tuple[float, float]]
     description: str
+    plugin: str
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """`load(path, size, channels) -> ImageSet`; `detect(path) -> bool` claims a path."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+    detect: Callable[[Any], bool] | None
     plugin: str
 
 
@@ -100,6 +116,7 @@ class Registry:
         self.architectures: dict[str, Architecture] = {}
         self.samplers: dict[str, Sampler] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.data_sources: dict[str, DataSource] = {}
         self.plugins: list[PluginInfo] = []
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self.manager = pluggy.PluginManager(GROUP)
@@ -128,6 +145,9 @@ class Registry:
 
     def schedule(self, name: str) -> Schedule:
         return self._get("schedules", name)
+
+    def data_source(self, name: str) -> DataSource:
+        return self._get("data_sources", name)
 
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, allowed: set[str] | None, strict: bool = False) -> None:
@@ -239,7 +259,12 @@ class Registry:
 def _make_entry(
     kind: str, name: str, fn: Callable[..., Any], description: str, plugin: str, extra: dict
 ) -> Any:
-    allowed = {"architectures": {"defaults"}, "samplers": {"options"}, "schedules": set()}[kind]
+    allowed = {
+        "architectures": {"defaults"},
+        "samplers": {"options"},
+        "schedules": set(),
+        "data_sources": {"detect"},
+    }[kind]
     unknown = set(extra) - allowed
     if unknown:
         raise TypeError(f"register() got unexpected keyword {sorted(unknown)[0]!r}")
@@ -251,6 +276,8 @@ def _make_entry(
             if not isinstance(option, Option):
                 raise TypeError(f"sampler {name!r}: option {key!r} must be an aegen.api.Option")
         return Sampler(name, fn, description, options, plugin)
+    if kind == "data_sources":
+        return DataSource(name, fn, description, extra.get("detect"), plugin)
     return Schedule(name, fn, description, plugin)
 
 

@@ -13,9 +13,9 @@ from typing import Any
 from . import __version__
 from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_info, save_checkpoint
 from .console import Reporter
-from .data import IMAGE_SUFFIXES, find_images, load_images
+from .data import load_data
 from .devices import pick_device
-from .errors import DataError, UsageError
+from .errors import UsageError
 from .files import refuse_overwrite
 from .models import build_model, check_batch_statistics, resolve_config
 
@@ -74,6 +74,7 @@ def train(
     seed: int | None = None,
     device: str = "auto",
     resume: str | os.PathLike | None = None,
+    source: str | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -130,16 +131,13 @@ def train(
     with torch.device("meta"):
         build_model(architecture, config_values)
 
-    paths = find_images(data)
-    if not paths:
-        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise DataError(f"{data}: no images found (looked recursively for {kinds})")
-    with reporter.task("reading images", total=len(paths)) as task:
-        images = load_images(paths, size, channels, on_image=task.advance)
+    with reporter.task("reading images", total=None) as task:
+        images = load_data(data, size, channels, source, on_image=task.advance)
     for path, why in images.skipped[:5]:
         reporter.warn(f"skipped {path}: {why}")
     if images.skipped:
-        reporter.warn(f"skipped {len(images.skipped)} unreadable file(s) of {len(paths)}")
+        total = len(images.paths) + len(images.skipped)
+        reporter.warn(f"skipped {len(images.skipped)} unreadable file(s) of {total}")
     count = len(images.paths)
     if count < batch_size:
         raise UsageError(f"only {count} readable image(s), fewer than --batch-size {batch_size}")
@@ -165,6 +163,7 @@ def train(
         "data": str(Path(data).resolve()),
         "images": count,
         "skipped": len(images.skipped),
+        "source": images.source,
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,

@@ -84,17 +84,33 @@ def test_constant_model_gives_the_expected_distance():
 def test_bad_corruption_settings_are_refused():
     from aegen.errors import UsageError
 
-    for bad, message in [(Corruption("salt"), "--noise must be one of"),
-                         (Corruption("gaussian", alpha=1.5), "--alpha values"),
-                         (Corruption("blur", kernel=4), "positive odd")]:
+    for bad, message in [
+        (Corruption("salt"), "--noise must be one of"),
+        (Corruption("gaussian", alpha=1.5), "--alpha values"),
+        (Corruption("blur", kernel=4), "positive odd"),
+    ]:
         with pytest.raises(UsageError, match=message):
             bad.check()
 
 
 def test_denoise_command_reports_and_draws_rows(tiny_checkpoint, image_folder, tmp_path, cli):
-    code, out, err = cli("denoise", "-c", tiny_checkpoint, "--input", image_folder, "--alpha",
-                         "0.2,0.8", "--limit", "10", "--show", "4", "--out",
-                         tmp_path / "d.png", "--json", "-q")
+    code, out, err = cli(
+        "denoise",
+        "-c",
+        tiny_checkpoint,
+        "--input",
+        image_folder,
+        "--alpha",
+        "0.2,0.8",
+        "--limit",
+        "10",
+        "--show",
+        "4",
+        "--out",
+        tmp_path / "d.png",
+        "--json",
+        "-q",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["images"] == 10 and [s["alpha"] for s in report["settings"]] == [0.2, 0.8]
@@ -108,8 +124,21 @@ def test_denoise_command_reports_and_draws_rows(tiny_checkpoint, image_folder, t
 
 
 def test_denoise_script_prints_a_table(tiny_checkpoint, image_folder):
-    result = run_aegen("denoise", "-c", tiny_checkpoint, "-i", image_folder, "--noise", "blur",
-                       "--kernel", "5", "--blur-sigma", "1.5", "--limit", "8")
+    result = run_aegen(
+        "denoise",
+        "-c",
+        tiny_checkpoint,
+        "-i",
+        image_folder,
+        "--noise",
+        "blur",
+        "--kernel",
+        "5",
+        "--blur-sigma",
+        "1.5",
+        "--limit",
+        "8",
+    )
     assert result.returncode == 0, result.stderr
     assert "blur kernel=5 sigma=1.5" in result.stdout and "closer" in result.stdout
     bad = run_aegen("denoise", "-c", tiny_checkpoint, "-i", image_folder, "--alpha", "x")
@@ -119,8 +148,7 @@ def test_denoise_script_prints_a_table(tiny_checkpoint, image_folder):
 def test_representation_descent_lowers_its_loss(tiny_checkpoint):
     model = load_checkpoint(tiny_checkpoint).model
     image = torch.rand(*SHAPE)
-    found = represent(model, image, layer="encoder", steps=60, lr=0.1, seed=0,
-                      record_every=10)
+    found = represent(model, image, layer="encoder", steps=60, lr=0.1, seed=0, record_every=10)
     assert found.losses[-1] < found.losses[0]
     assert found.x.shape == SHAPE
     again = represent(model, image, layer="encoder", steps=60, lr=0.1, seed=0, record_every=10)
@@ -143,9 +171,24 @@ def test_layer_names_are_valid_for_every_architecture(case):
 def test_represent_command(tiny_checkpoint, image_folder, tmp_path, cli):
     code, out, _ = cli("represent", "-c", tiny_checkpoint, "--list-layers")
     assert code == 0 and out.splitlines()[:2] == ["encoder", "output"] and "downs.0" in out
-    code, out, err = cli("represent", "-c", tiny_checkpoint, "-i", image_folder, "--limit", "2",
-                         "--steps", "20", "--seed", "1", "--compare", "--out",
-                         tmp_path / "r.png", "--json", "-q")
+    code, out, err = cli(
+        "represent",
+        "-c",
+        tiny_checkpoint,
+        "-i",
+        image_folder,
+        "--limit",
+        "2",
+        "--steps",
+        "20",
+        "--seed",
+        "1",
+        "--compare",
+        "--out",
+        tmp_path / "r.png",
+        "--json",
+        "-q",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert set(report["results"]) == {"trained", "untrained"}
@@ -153,10 +196,25 @@ def test_represent_command(tiny_checkpoint, image_folder, tmp_path, cli):
     assert report["results"]["trained"][0]["loss"] != report["results"]["untrained"][0]["loss"]
     with Image.open(tmp_path / "r.png") as grid:  # rows: images; columns: a, trained, untrained
         assert grid.size == (2 + 3 * 18, 2 + 2 * 18)
-    code, _, err = cli("represent", "-c", tiny_checkpoint, "-i", image_folder, "--layer",
-                       "nope", "-q")
+    code, _, err = cli(
+        "represent", "-c", tiny_checkpoint, "-i", image_folder, "--layer", "nope", "-q"
+    )
     assert code == 2 and "no layer 'nope'" in err
-    result = run_aegen("represent", "-c", tiny_checkpoint, "-i", image_folder, "--limit", "1",
-                       "--steps", "5", "--untrained", "--seed", "0", "--out", tmp_path / "u.png")
+    result = run_aegen(
+        "represent",
+        "-c",
+        tiny_checkpoint,
+        "-i",
+        image_folder,
+        "--limit",
+        "1",
+        "--steps",
+        "5",
+        "--untrained",
+        "--seed",
+        "0",
+        "--out",
+        tmp_path / "u.png",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{tmp_path / 'u.png'}\nuntrained: ")
