@@ -83,7 +83,7 @@ def denoise_files(
         ]
         settings.append(summary)
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(loaded.info.path),
         "images": len(images),
         "seed": seed,
         "settings": settings,
@@ -162,7 +162,7 @@ def represent_files(
         else:
             save_grid(columns[1], out)
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(loaded.info.path),
         "layer": layer,
         "steps": steps,
         "lr": lr,

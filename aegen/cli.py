@@ -130,7 +130,13 @@ Option_ = Annotated[
     typer.Option("--option", "-O", help="Sampler option KEY=VALUE (repeatable), e.g. -O mu=0.6."),
 ]
 Checkpoint = Annotated[
-    Path | None, typer.Option("--checkpoint", "-c", help="Model checkpoint (.safetensors).")
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="Model checkpoint (.safetensors). [default: the "
+        "shipped default model, Fashion-MNIST 32x32]",
+    ),
 ]
 BatchSize = Annotated[
     int | None,
@@ -612,8 +618,12 @@ def plugins_command(as_json: Json = False) -> None:
 
 def info_command(
     checkpoint: Annotated[
-        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint (.safetensors).")
-    ],
+        Path | None,
+        typer.Argument(
+            metavar="[CHECKPOINT]",
+            help="Checkpoint (.safetensors). [default: the shipped default model]",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Show a checkpoint's architecture, config, parameter count, image shape and provenance.
@@ -621,8 +631,9 @@ def info_command(
     Reads only the file's header: fast even for large models.
     """
     from .checkpoint import read_checkpoint_info
+    from .defaults import resolve_checkpoint
 
-    info = read_checkpoint_info(checkpoint).as_json()
+    info = read_checkpoint_info(resolve_checkpoint(checkpoint, _reporter(False))).as_json()
     if as_json:
         print(json.dumps(info, indent=2))
         return

@@ -15,6 +15,7 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .console import Reporter
 from .data import load_inputs
+from .defaults import resolve_checkpoint
 from .devices import pick_device
 from .errors import UsageError
 from .files import refuse_overwrite
@@ -100,9 +101,8 @@ def _plan(outputs: Outputs, seeds: list[int], steps: int, size: int) -> _Plan:
 
 
 def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Reporter):
-    """Load a checkpoint for a command, saying what was loaded and where."""
-    if checkpoint is None:
-        raise UsageError("no checkpoint given: pass one with -c/--checkpoint")
+    """Load a checkpoint (the default model when None) for a command, saying what and where."""
+    checkpoint = resolve_checkpoint(checkpoint, reporter)
     dev = pick_device(device)
     loaded = load_checkpoint(checkpoint, dev)
     info = loaded.info
@@ -116,9 +116,7 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
 def _read_size(checkpoint: str | os.PathLike | None) -> int:
     from .checkpoint import read_checkpoint_info
 
-    if checkpoint is None:
-        raise UsageError("no checkpoint given: pass one with -c/--checkpoint")
-    return read_checkpoint_info(checkpoint).size
+    return read_checkpoint_info(resolve_checkpoint(checkpoint)).size
 
 
 def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
@@ -193,7 +191,7 @@ def generate_files(
     )
     written = _write_results(plan, result.images)
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(loaded.info.path),
         "sampler": sampler,
         "options": result.options,
         "steps": steps,
@@ -296,7 +294,7 @@ def walk_files(
             f"({summary['criterion']})"
         )
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(loaded.info.path),
         "sampler": sampler,
         "options": result.options,
         "steps": steps,
