@@ -268,7 +268,7 @@ def walk_command(
         typer.Option(
             "--input",
             "-i",
-            help="Starting images: files or folders (repeatable). "
+            help="Starting images: files or folders (repeatable; - reads paths from stdin). "
             "[default: made by the schedule sampler]",
         ),
     ] = None,
@@ -392,7 +392,7 @@ def _floats(text: str, flag: str) -> list[float]:
 
 Inputs = Annotated[
     list[Path],
-    typer.Option("--input", "-i", help="Image files or folders (repeatable)."),
+    typer.Option("--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."),
 ]
 
 
@@ -497,7 +497,7 @@ def represent_command(
     checkpoint: Checkpoint = None,
     inputs: Annotated[
         list[Path] | None,
-        typer.Option("--input", "-i", help="Image files or folders (repeatable)."),
+        typer.Option("--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."),
     ] = None,
     layer: Annotated[
         str, typer.Option("--layer", help="encoder, output, or a module name (--list-layers).")
@@ -573,6 +573,50 @@ def represent_command(
             for r in results
         ]
     _emit(report, as_json, lines)
+
+
+def install_command(
+    target: Annotated[str, typer.Argument(metavar="PKG_OR_PATH", help="Package or folder.")],
+    editable: Annotated[bool, typer.Option("--editable", "-e", help="Editable install.")] = False,
+    upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade if installed.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Install a plugin into the environment aegen runs in (with its own pip).
+
+    \b
+    Examples:
+      aegen install ./examples/aegen-restart
+      aegen install -e ./my-plugin
+      aegen install -U aegen-some-plugin
+    """
+    from .installer import install
+
+    report = install(target, editable=editable, upgrade=upgrade)
+    lines = [
+        f"{p['name']} ({p['distribution']} {p['version']}): "
+        + ", ".join(n for names in p["registered"].values() for n in names)
+        for p in report["added"] + report["updated"]
+    ]
+    _emit(report, as_json, lines)
+
+
+def uninstall_command(
+    package: Annotated[str, typer.Argument(metavar="PKG", help="Distribution to remove.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Remove a plugin's distribution from the environment aegen runs in.
+
+    Third-party plugins are not loaded for this command, so a broken one can always be removed.
+
+    \b
+    Example:
+      aegen uninstall aegen-restart -y
+    """
+    from .installer import uninstall
+
+    report = uninstall(package, yes=yes)
+    _emit(report, as_json, [p["name"] for p in report["removed"]])
 
 
 def plugins_command(as_json: Json = False) -> None:
@@ -693,6 +737,8 @@ def build_app() -> typer.Typer:
     app.command("walk")(walk_command)
     app.command("denoise")(denoise_command)
     app.command("represent")(represent_command)
+    app.command("install")(install_command)
+    app.command("uninstall")(uninstall_command)
     app.command("plugins")(plugins_command)
     app.command("info")(info_command)
     from .plugins import get_registry
@@ -713,9 +759,13 @@ def _click_kinds(exc: BaseException) -> set[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `aegen` script: one line on stderr and an exit code for every error."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["install"], ["uninstall"]):
+        # Never let a broken third-party plugin stand in the way of (un)installing it.
+        os.environ["AEGEN_LOAD_PLUGINS"] = ""
     try:
         app = build_app()
-        code = app(args=argv, prog_name="aegen", standalone_mode=False)
+        code = app(args=args, prog_name="aegen", standalone_mode=False)
     except AegenError as exc:
         _fail(f"aegen: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:

@@ -125,6 +125,19 @@ def load_data(
     return images
 
 
+def expand_stdin(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Replace a "-" among the inputs by the paths read from stdin, one per line."""
+    import sys
+
+    expanded: list[str | os.PathLike] = []
+    for item in inputs:
+        if str(item) == "-":
+            expanded += [line.strip() for line in sys.stdin if line.strip()]
+        else:
+            expanded.append(item)
+    return expanded
+
+
 def load_inputs(
     inputs: Sequence[str | os.PathLike],
     size: int,
@@ -136,7 +149,7 @@ def load_inputs(
     model's size and channels, with the paths they came from. Unreadable files are skipped."""
     from .errors import UsageError
 
-    paths = [p for item in inputs for p in find_images(item)]
+    paths = [p for item in expand_stdin(inputs) for p in find_images(item)]
     if not paths:
         raise UsageError("--input: no images found in " + ", ".join(map(str, inputs)))
     wanted = paths if limit is None else paths[: limit * 2]  # spares for unreadable files

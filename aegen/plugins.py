@@ -176,7 +176,7 @@ class Registry:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # any import failure of third-party code
+            except (Exception, SystemExit) as exc:  # any import failure of third-party code
                 self._fail(info, f"failed to import: {_describe(exc)}", strict)
                 continue
             self.add_plugin(module, info, strict)

@@ -114,3 +114,5 @@ def make_distribution(site: Path, dist: str, module: str, code: str, version: st
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[aegen]\n{module} = {module}\n")
+    files = [f"{module}.py", *(f"{info.name}/{n}" for n in ("METADATA", "entry_points.txt"))]
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in [*files, f"{info.name}/RECORD"]))

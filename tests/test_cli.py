@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from .conftest import run_aegen
 
@@ -60,3 +64,31 @@ def test_json_goes_to_stdout_and_logs_to_stderr(tiny_checkpoint, tmp_path, cli):
 def test_no_colour_when_not_a_terminal(tmp_path):
     result = run_aegen("plugins", env={"TERM": "xterm-256color", "FORCE_COLOR": ""})
     assert result.returncode == 0 and "\x1b[" not in result.stdout + result.stderr
+
+
+NO_TORCH = """
+import sys
+from aegen.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "torchvision", "numpy", "safetensors") if m in sys.modules)
+print(",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"],
+                                  ["generate", "--help"], ["walk", "--help"],
+                                  ["train", "--help"], ["denoise", "--help"],
+                                  ["represent", "--help"], ["install", "--help"]])
+def test_help_and_plugins_do_not_import_torch(args):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True,
+                            text=True)
+    assert result.stderr.strip().splitlines()[-1:] in ([], [""]), result.stderr
+
+
+def test_info_does_not_import_torch(tiny_checkpoint):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, "info", str(tiny_checkpoint)],
+                            capture_output=True, text=True)
+    assert result.stderr.strip() == "", result.stderr
