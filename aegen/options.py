@@ -66,7 +66,10 @@ class Option:
         if self.max is not None and parsed > self.max:
             raise ConfigError(f"{what} must be at most {self.max}; got {parsed!r}")
         if self.check is not None:
-            self.check(parsed)
+            try:
+                self.check(parsed)
+            except UsageError as exc:  # say which option of which sampler was wrong
+                raise ConfigError(f"{what}: {exc}") from None
         return parsed
 
 

@@ -119,6 +119,15 @@ def _read_size(checkpoint: str | os.PathLike | None) -> int:
     return read_checkpoint_info(resolve_checkpoint(checkpoint)).size
 
 
+def _checked_options(sampler: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate sampler options before anything is loaded, so a typo costs no time."""
+    from .options import resolve_options
+    from .plugins import get_registry
+
+    spec = get_registry().sampler(sampler)
+    return resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
+
+
 def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
     """Run `generate`, feeding the recorder (and `extra`). Ctrl-C stops the run after the step
     in progress, so every file being written is closed whole."""
@@ -170,6 +179,7 @@ def generate_files(
     if outputs.grid is None and outputs.out_dir is None:
         outputs.grid = "grid-{seed}.png"
     plan = _plan(outputs, seeds, steps, _read_size(checkpoint))
+    options = _checked_options(sampler, options)
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     reporter.info(
@@ -239,6 +249,7 @@ def walk_files(
         raise UsageError(f"--start-steps must be at least 1, got {start_steps}")
     size = _read_size(checkpoint)
     _plan(outputs, [seed + i for i in range(n)], steps, size)  # fail fast on outputs
+    options = _checked_options(sampler, options)
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     shape = (info.channels, info.size, info.size)

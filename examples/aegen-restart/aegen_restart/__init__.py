@@ -5,9 +5,7 @@ from aegen.api import ConfigError, Option, get_schedule, hookimpl
 __version__ = "0.1.0"
 
 
-def restart(
-    model, x, *, steps, noise, schedule="cosine", cycles=3, renoise=0.5, mu=0.7, sigma=0.2
-):
+def restart(model, x, *, steps, noise, schedule="cosine", cycles=3, renoise=0.5, mu=0.7, sigma=0.2):
     """Restart sampling (after Xu et al. 2023, "Restart Sampling for Improving Generative
     Processes") on the seed's iterated denoising.
 
@@ -46,7 +44,7 @@ def register_samplers(register):
     register(
         "restart",
         restart,
-        description="iterated denoising in restarted cycles, re-noising the sample between them",
+        description="iterated denoising in cycles, each restarting from the re-noised result",
         options={
             "schedule": Option(
                 "cosine", "registered schedule each cycle runs through", check=get_schedule

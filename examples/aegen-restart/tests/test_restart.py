@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,13 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from aegen.api import ConfigError, batch_statistics, build_model, generate, sample, save_checkpoint
 from aegen.models import resolve_config
 from aegen.plugins import Registry
 
 SHAPE = (3, 16, 16)
 CONFIG = {"width": 4, "depth": 2}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The model is tiny: more threads only wait on each other, slowly on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +37,11 @@ def config():
 def model(config):
     torch.manual_seed(0)
     return build_model("unet", config)
+
+
+def same(xs, ys):
+    """Two lists of frames are equal, frame by frame and bit for bit."""
+    return len(xs) == len(ys) and all(torch.equal(x, y) for x, y in zip(xs, ys, strict=True))
 
 
 def frames(model, sampler="restart", steps=6, n=3, seed=0, **options):
@@ -43,7 +57,11 @@ def test_entry_point_registers_the_sampler_from_plugin_restart():
     spec = registry.sampler("restart")
     assert spec.plugin == "restart" and spec.description
     assert {k: o.default for k, o in spec.options.items()} == {
-        "schedule": "cosine", "cycles": 3, "renoise": 0.5, "mu": 0.7, "sigma": 0.2,
+        "schedule": "cosine",
+        "cycles": 3,
+        "renoise": 0.5,
+        "mu": 0.7,
+        "sigma": 0.2,
     }
 
 
@@ -64,7 +82,7 @@ def test_yields_exactly_steps_frames_of_the_batch_shape(model, steps, cycles):
 
 def test_same_seed_same_frames_other_seed_other_frames(model):
     first, again = frames(model, seed=3), frames(model, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert same(first, again)
     other = frames(model, seed=4)
     assert not torch.equal(first[-1], other[-1])
 
@@ -74,7 +92,7 @@ def test_one_cycle_is_the_schedule_sampler(model, schedule, renoise):
     mine = frames(model, steps=7, seed=5, cycles=1, renoise=renoise, schedule=schedule)
     seed = frames(model, "schedule", steps=7, seed=5, schedule=schedule)
     assert len(mine) == len(seed) == 7
-    assert all(torch.equal(a, b) for a, b in zip(mine, seed))
+    assert same(mine, seed)
 
 
 def test_cycles_restart_from_the_re_noised_sample(model):
@@ -88,7 +106,7 @@ def test_cycles_restart_from_the_re_noised_sample(model):
     # (re-applying the model with no noise), so the result differs from renoise 1 (fresh noise).
     keep = frames(model, steps=6, seed=1, cycles=2, renoise=0.0)
     fresh = frames(model, steps=6, seed=1, cycles=2, renoise=1.0)
-    assert all(torch.equal(a, b) for a, b in zip(keep[:3], fresh[:3]))
+    assert same(keep[:3], fresh[:3])
     assert not torch.equal(keep[-1], fresh[-1])
     assert not torch.equal(two[-1], fresh[-1])
 
@@ -135,7 +153,10 @@ def test_generate_returns_the_last_frame(model):
 
 def aegen(*args, cwd):
     script = shutil.which("aegen") or str(Path(sys.executable).parent / "aegen")
-    return subprocess.run([script, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [script, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
 
 
 def test_plugins_json_lists_restart(tmp_path):
@@ -149,8 +170,19 @@ def test_plugins_json_lists_restart(tmp_path):
 def test_aegen_generate_with_the_restart_sampler(tmp_path, model, config):
     ckpt = tmp_path / "tiny.safetensors"
     save_checkpoint(ckpt, model, architecture="unet", config=config)
-    args = ["generate", "--sampler", "restart", "-O", "cycles=2", "--n", "4", "--seed", "0",
-            "-c", ckpt]
+    args = [
+        "generate",
+        "--sampler",
+        "restart",
+        "-O",
+        "cycles=2",
+        "--n",
+        "4",
+        "--seed",
+        "0",
+        "-c",
+        ckpt,
+    ]
     result = aegen(*args, "--steps", "6", "--out", "grid.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "grid.png").stat().st_size > 0
