@@ -121,6 +121,8 @@ def represent_files(
 
     reporter = reporter or Reporter(quiet=True)
     seed = random.randrange(2**31) if seed is None else seed
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     if out is not None:
         refuse_overwrite([out], force)
     loaded, dev = load_model(checkpoint, device, reporter)

@@ -94,16 +94,19 @@ def _read_raw_header(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
             raise CheckpointError(f"{path} is truncated or not a safetensors file")
         try:
             header = json.loads(fh.read(length))
-            assert isinstance(header, dict)
-        except (ValueError, AssertionError):
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except (ValueError, RecursionError):
             raise CheckpointError(
                 f"{path} is corrupt: its safetensors header is not valid JSON"
             ) from None
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path} is corrupt: its safetensors metadata is not an object")
     data_size = size - 8 - length
     try:
         end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError):
         raise CheckpointError(
             f"{path} is corrupt: a tensor entry in its header is malformed"
         ) from None
@@ -120,8 +123,9 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     raw, header = _read_raw_header(path)
     try:
         metadata = json.loads(raw[METADATA_KEY])
-        assert metadata.get("format") == FORMAT
-    except (KeyError, ValueError, AssertionError, AttributeError):
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+            raise ValueError("no aegen metadata")
+    except (KeyError, ValueError, TypeError, RecursionError):
         raise CheckpointError(f"{path} is a safetensors file but not an aegen checkpoint") from None
     try:
         version = int(metadata["format_version"])
@@ -130,6 +134,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
                 f"{path} has checkpoint format {version}; this aegen reads up to "
                 f"{FORMAT_VERSION}: upgrade aegen"
             )
+        if not isinstance(metadata.get("training_state") or {}, dict):
+            raise TypeError("training_state is not an object")
         return CheckpointInfo(
             path=path,
             architecture=str(metadata["architecture"]),
@@ -141,9 +147,9 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             format_version=version,
             plugin=metadata.get("plugin"),
             tensors={name: tuple(entry["shape"]) for name, entry in header.items()},
-            training_state=metadata.get("training_state"),
+            training_state=metadata.get("training_state") or None,
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError, AttributeError) as exc:
         raise CheckpointError(f"{path} has damaged aegen metadata ({exc})") from None
 
 
@@ -258,7 +264,9 @@ def load_optimizer_state(info: CheckpointInfo) -> dict[str, Any]:
     with safe_open(str(info.path), framework="pt") as fh:
         for name in fh.keys():
             if name.startswith(OPTIMIZER_PREFIX):
-                index, key = name[len(OPTIMIZER_PREFIX) :].split("/", 1)
+                index, _, key = name[len(OPTIMIZER_PREFIX) :].partition("/")
+                if not index.isdigit() or not key:
+                    raise CheckpointError(f"{info.path}: malformed optimizer tensor {name!r}")
                 state.setdefault(int(index), {})[key] = fh.get_tensor(name)
     for index, values in saved["scalars"].items():
         state.setdefault(int(index), {}).update(values)

@@ -392,7 +392,9 @@ def _floats(text: str, flag: str) -> list[float]:
 
 Inputs = Annotated[
     list[Path],
-    typer.Option("--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."),
+    typer.Option(
+        "--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."
+    ),
 ]
 
 
@@ -497,7 +499,9 @@ def represent_command(
     checkpoint: Checkpoint = None,
     inputs: Annotated[
         list[Path] | None,
-        typer.Option("--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."),
+        typer.Option(
+            "--input", "-i", help="Image files or folders (repeatable); - reads paths from stdin."
+        ),
     ] = None,
     layer: Annotated[
         str, typer.Option("--layer", help="encoder, output, or a module name (--list-layers).")
@@ -748,7 +752,9 @@ def build_app() -> typer.Typer:
 
 
 def _fail(message: str, code: int) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr, whatever the message held, then exit."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    print(lines[0] if lines else "aegen: error", file=sys.stderr)
     sys.exit(code)
 
 
@@ -760,7 +766,7 @@ def _click_kinds(exc: BaseException) -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `aegen` script: one line on stderr and an exit code for every error."""
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] in (["install"], ["uninstall"]):
+    if args[:1] in (["install"], ["uninstall"]) and "AEGEN_LOAD_PLUGINS" not in os.environ:
         # Never let a broken third-party plugin stand in the way of (un)installing it.
         os.environ["AEGEN_LOAD_PLUGINS"] = ""
     try:
@@ -770,6 +776,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"aegen: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("aegen: interrupted", 130)
+    except OSError as exc:  # a file that cannot be read or written: the user's to fix
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _fail(f"aegen: error: {where}{exc.strerror or exc}", 1)
     except Exception as exc:
         kinds = _click_kinds(exc)
         ctx = getattr(exc, "ctx", None)
@@ -790,4 +799,6 @@ def main(argv: list[str] | None = None) -> None:
             "(set AEGEN_DEBUG=1 for a traceback; please report it)",
             1,
         )
+    if code == 130:  # Typer turns a KeyboardInterrupt inside a command into exit 130
+        _fail("aegen: interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)

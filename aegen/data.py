@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, PluginError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -111,7 +111,7 @@ def load_data(
     if source is None:
         if not Path(path).exists():
             raise DataError(f"{path}: no such file or folder")
-        claims = [s for s in registry.data_sources.values() if s.detect and s.detect(Path(path))]
+        claims = [s for s in registry.data_sources.values() if _claims(s, Path(path))]
         if len(claims) > 1:
             names = ", ".join(s.name for s in claims)
             raise DataError(
@@ -120,9 +120,32 @@ def load_data(
         chosen = claims[0] if claims else registry.data_source("folder")
     else:
         chosen = registry.data_source(source)
-    images = chosen.fn(Path(path), size=size, channels=channels, on_image=on_image)
+    try:
+        images = chosen.fn(Path(path), size=size, channels=channels, on_image=on_image)
+    except (DataError, UsageError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"data source {chosen.name!r} (plugin {chosen.plugin!r}) failed on "
+            f"{path}: {type(exc).__name__}: {exc}"
+        ) from exc
     images.source = chosen.name
     return images
+
+
+def _claims(source, path: Path) -> bool:
+    """Whether a data source's `detect` claims `path`; a failing detect claims nothing."""
+    if source.detect is None:
+        return False
+    try:
+        return bool(source.detect(path))
+    except Exception as exc:
+        print(
+            f"aegen: warning: data source {source.name!r} (plugin {source.plugin!r}) failed "
+            f"to inspect {path}: {type(exc).__name__}: {exc}",
+            file=__import__("sys").stderr,
+        )
+        return False
 
 
 def expand_stdin(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:

@@ -160,7 +160,8 @@ class Registry:
                 version=dist.version if dist else "?",
                 builtin=bool(dist) and dist.name == BUILTIN_DISTRIBUTION,
             )
-            if any(p.name == info.name for p in self.plugins):
+            twin = next((p for p in self.plugins if p.name == info.name), None)
+            if twin is not None and twin.distribution == info.distribution:
                 continue  # the same distribution seen twice on sys.path
             self.plugins.append(info)
             if (
@@ -215,13 +216,22 @@ class Registry:
         for impl in self.manager.hook.register_commands.get_hookimpls():
             info = next(p for p in self.plugins if p.name == impl.plugin_name)
             before = len(app.registered_commands)
+            taken = {c.name or c.callback.__name__ for c in app.registered_commands}
             try:
                 impl.function(app=app)
             except Exception as exc:
                 del app.registered_commands[before:]
                 _warn(f"plugin {info.name!r} failed to add commands: {_describe(exc)}; skipped")
                 continue
-            added = [c.name or c.callback.__name__ for c in app.registered_commands[before:]]
+            added = []
+            for command in list(app.registered_commands[before:]):
+                name = command.name or command.callback.__name__.replace("_", "-")
+                if name in taken:  # never let a plugin replace an existing command
+                    app.registered_commands.remove(command)
+                    _warn(f"plugin {info.name!r} adds a command {name!r} that exists; skipped")
+                else:
+                    taken.add(name)
+                    added.append(name)
             info.registered["commands"] = added
 
     def _stager(self, kind: str, plugin: str, staged: dict[str, Any]) -> Callable[..., None]:
@@ -291,7 +301,14 @@ def allowed_from_env() -> set[str] | None:
     raw = os.environ.get("AEGEN_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return {_normal(part) for part in raw.split(",") if part.strip()}
+
+
+def _normal(name: str) -> str:
+    """Names compared as pip compares distributions: case, '-', '_' and '.' do not matter."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def strict_from_env() -> bool:

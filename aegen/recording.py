@@ -7,13 +7,13 @@ with the frames written so far. Nothing is kept in memory per frame for MP4 or P
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import AegenError
 from .files import commit, temporary_beside
 from .media import grid_columns, save_grid
 
@@ -56,22 +56,35 @@ class _StreamWriter:
         self.tmp: Path | None = None
         self._handle: Any = None
         self.frames = 0
+        self.broken = False
 
     def write(self, pixels) -> None:
-        if self._handle is None:
-            self.tmp = temporary_beside(self.path, f".part{self.suffix}")
-            self._handle = self._open(self.tmp, pixels.shape)
-        self._send(pixels)
+        try:
+            if self._handle is None:
+                self.tmp = temporary_beside(self.path, f".part{self.suffix}")
+                self._handle = self._open(self.tmp, pixels.shape)
+            self._send(pixels)
+        except BaseException:
+            self.broken = True  # a frame half-sent: the file must not be kept
+            raise
         self.frames += 1
 
     def close(self, keep: bool) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if self.tmp is not None:
-            if keep and self.frames:
-                commit(self.tmp, self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+        """Finish the file; rename it into place if `keep` and it is whole, else remove it."""
+        try:
+            if self._handle is not None:
+                handle, self._handle = self._handle, None
+                handle.close()
+        except BaseException:
+            self.broken = True
+            raise
+        finally:
+            if self.tmp is not None:
+                if keep and self.frames and not self.broken:
+                    commit(self.tmp, self.path)
+                else:
+                    self.tmp.unlink(missing_ok=True)
+                self.tmp = None
 
     def _open(self, tmp: Path, shape) -> Any:
         raise NotImplementedError
@@ -196,6 +209,11 @@ class Recorder:
 
     def __exit__(self, kind, exc, tb) -> None:
         keep = kind is None or issubclass(kind, KeyboardInterrupt)
+        failure: BaseException | None = None
         for writer in self.writers:
-            with contextlib.suppress(Exception):
+            try:
                 writer.close(keep)
+            except BaseException as error:  # close every writer, whatever happens
+                failure = failure or error
+        if failure is not None and kind is None:  # the run succeeded but a file did not
+            raise AegenError(f"could not finish writing a video: {failure}") from failure

@@ -46,7 +46,7 @@ class Outputs:
 def _expand(template: str, what: str, **fields: Any) -> str:
     try:
         return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         names = ", ".join("{" + k + "}" for k in fields)
         raise UsageError(f"{what} {template!r} is not a valid template ({names}): {exc}") from None
 
@@ -62,8 +62,8 @@ def _plan(outputs: Outputs, seeds: list[int], steps: int, size: int) -> _Plan:
     for flag, value in (("--steps", steps), ("--n", len(seeds))):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
-    if outputs.fps <= 0:
-        raise UsageError(f"--fps must be positive, got {outputs.fps}")
+    if not (0 < outputs.fps < 1000):
+        raise UsageError(f"--fps must be between 0 and 1000, got {outputs.fps}")
     if outputs.every is not None and outputs.frames is None:
         raise UsageError("--every needs --frames DIR")
     if outputs.every is not None and outputs.every < 1:
@@ -133,7 +133,8 @@ def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
     in progress, so every file being written is closed whole."""
     recorder = plan.recorder
     try:
-        with recorder, stop_between_steps() as checkpoint:
+        # Outer: the SIGINT guard stays up while the recorder closes its files.
+        with stop_between_steps() as checkpoint, recorder:
 
             def on_frame(step, frame):
                 recorder(step, frame)
@@ -247,6 +248,8 @@ def walk_files(
         raise UsageError(f"--n must be at least 1, got {n}")
     if start_steps < 1:
         raise UsageError(f"--start-steps must be at least 1, got {start_steps}")
+    if not (0 <= tolerance < float("inf")):
+        raise UsageError(f"--tolerance must be a finite number >= 0, got {tolerance}")
     size = _read_size(checkpoint)
     _plan(outputs, [seed + i for i in range(n)], steps, size)  # fail fast on outputs
     options = _checked_options(sampler, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -15,7 +16,7 @@ from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_i
 from .console import Reporter
 from .data import load_data
 from .devices import pick_device
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .files import refuse_overwrite
 from .models import build_model, check_batch_statistics, resolve_config
 
@@ -95,6 +96,9 @@ def train(
         if info.training_state is None:
             raise UsageError(f"{resume} holds no training state, so it cannot be resumed")
         state = info.training_state
+        missing = {"epochs_done", "batch_size", "lr", "seed"} - set(state)
+        if missing:
+            raise CheckpointError(f"{resume}: its training state lacks {sorted(missing)[0]!r}")
         for name, given, saved in [
             ("--arch", architecture, info.architecture),
             ("--size", size, info.size),
@@ -109,6 +113,7 @@ def train(
             raise UsageError("--set cannot change the config of a resumed run")
         architecture, size, channels = info.architecture, info.size, info.channels
         batch_size, lr, seed = state["batch_size"], state["lr"], state["seed"]
+        resumed_config = dict(info.config)
         if state["epochs_done"] >= epochs:
             raise UsageError(
                 f"{resume} already has {state['epochs_done']} epochs; ask for more with --epochs"
@@ -118,16 +123,21 @@ def train(
     else:
         refuse_overwrite([out], force)
     architecture = architecture or DEFAULT_ARCHITECTURE
-    size = size or DEFAULT_SIZE
-    batch_size = batch_size or 16
-    lr = lr if lr is not None else 1e-4
-    seed = seed if seed is not None else random.randrange(2**31)
-    if batch_size < 1 or size < 1 or lr <= 0:
+    size = DEFAULT_SIZE if size is None else size
+    batch_size = 16 if batch_size is None else batch_size
+    lr = 1e-4 if lr is None else lr
+    seed = random.randrange(2**31) if seed is None else seed
+    if batch_size < 1 or size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UsageError("--batch-size, --size and --lr must be positive")
+    if not 0 <= seed < 2**40:
+        raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device)
 
     # Check the architecture takes this size before reading any data (cheap: no weights).
-    config_values = resolve_config(architecture, config or {}, channels or 3, size)
+    if resume is not None:
+        config_values = resumed_config
+    else:
+        config_values = resolve_config(architecture, config or {}, channels or 3, size)
     with torch.device("meta"):
         build_model(architecture, config_values)
 
@@ -141,7 +151,8 @@ def train(
     count = len(images.paths)
     if count < batch_size:
         raise UsageError(f"only {count} readable image(s), fewer than --batch-size {batch_size}")
-    config_values = resolve_config(architecture, config or {}, images.channels, size)
+    if resume is None:
+        config_values = resolve_config(architecture, config or {}, images.channels, size)
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
         f"on {dev.type}, seed {seed}"
@@ -156,7 +167,12 @@ def train(
     check_batch_statistics(model, batch_size, "raise --batch-size")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume is not None:
-        optimizer.load_state_dict(load_optimizer_state(info))
+        try:
+            optimizer.load_state_dict(load_optimizer_state(info))
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{resume}: its optimizer state cannot be restored ({exc})"
+            ) from None
     start = state.get("epochs_done", 0)
     losses: list[float] = list(state.get("losses", []))
     provenance = {

@@ -64,6 +64,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(image_folder, tmp
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
+    assert read_checkpoint_info(part).config == read_checkpoint_info(whole.path).config
+    from aegen.checkpoint import load_checkpoint
+
+    load_checkpoint(part)  # the resumed file is a valid checkpoint of its own config
 
 
 def test_interrupted_training_keeps_the_last_finished_epoch(
