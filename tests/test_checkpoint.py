@@ -167,3 +167,31 @@ def test_info_script_refuses_a_pickle_in_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "pickle" in result.stderr
     ok = run_aegen("info", "--json", tmp_path / "absent.safetensors")
     assert ok.returncode == 1 and "no such file" in ok.stderr
+
+
+def forged(tmp_path, header: str, name: str = "forged.safetensors") -> Path:
+    """A file with a hand-written safetensors header and no tensor data."""
+    raw = header.encode()
+    path = tmp_path / name
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        ('{"__metadata__": ["a", "b"]}', "metadata is not an object"),
+        ('{"__metadata__": {"aegen": 5}}', "not an aegen checkpoint"),
+        (
+            '{"__metadata__": {"aegen": "{\\"format\\": \\"aegen.checkpoint\\", '
+            '\\"format_version\\": \\"x\\"}"}}',
+            "damaged aegen metadata",
+        ),
+        ('{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e999]}}', "malformed"),
+        ("[" * 100000 + "]" * 100000, "corrupt"),
+        ('{"w": 3}', "malformed"),
+    ],
+)
+def test_forged_headers_are_refused_in_one_clear_error(tmp_path, header, message):
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(forged(tmp_path, header))

@@ -78,17 +78,48 @@ print(",".join(heavy), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"],
-                                  ["generate", "--help"], ["walk", "--help"],
-                                  ["train", "--help"], ["denoise", "--help"],
-                                  ["represent", "--help"], ["install", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["plugins"],
+        ["plugins", "--json"],
+        ["generate", "--help"],
+        ["walk", "--help"],
+        ["train", "--help"],
+        ["denoise", "--help"],
+        ["represent", "--help"],
+        ["install", "--help"],
+    ],
+)
 def test_help_and_plugins_do_not_import_torch(args):
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True,
-                            text=True)
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True)
     assert result.stderr.strip().splitlines()[-1:] in ([], [""]), result.stderr
 
 
 def test_info_does_not_import_torch(tiny_checkpoint):
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, "info", str(tiny_checkpoint)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, "info", str(tiny_checkpoint)],
+        capture_output=True,
+        text=True,
+    )
     assert result.stderr.strip() == "", result.stderr
+
+
+def test_unwritable_output_is_a_one_line_runtime_error(tiny_checkpoint, tmp_path, cli):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    code, out, err = cli(
+        "generate",
+        "-c",
+        tiny_checkpoint,
+        "--steps",
+        "1",
+        "--n",
+        "1",
+        "--out",
+        blocker / "grid.png",
+        "-q",
+    )
+    assert code == 1 and out == ""
+    assert err.startswith("aegen: error:") and err.count("\n") == 1 and "internal" not in err

@@ -38,8 +38,19 @@ def test_recipe_script_matches_the_shipped_model():
 
 
 def test_generate_without_a_checkpoint_uses_the_default_model(tmp_path):
-    result = run_aegen("generate", "--n", "4", "--steps", "5", "--seed", "0", "--out", "g.png",
-                       "--json", cwd=tmp_path)
+    result = run_aegen(
+        "generate",
+        "--n",
+        "4",
+        "--steps",
+        "5",
+        "--seed",
+        "0",
+        "--out",
+        "g.png",
+        "--json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "using the default model" in result.stderr
     assert json.loads(result.stdout)["checkpoint"] == str(default_checkpoint())
@@ -50,13 +61,37 @@ def test_every_command_that_takes_a_checkpoint_works_without_one(tmp_path, cli, 
     code, out, err = cli("info", "--json")
     assert code == 0 and json.loads(out)["image"] == {"channels": 1, "size": 32}
     assert "using the default model" in err
-    code, _, err = cli("walk", "--steps", "3", "--n", "4", "--start-steps", "2", "--seed", "0",
-                       "--out", tmp_path / "w.png", "-q")
+    code, _, err = cli(
+        "walk",
+        "--steps",
+        "3",
+        "--n",
+        "4",
+        "--start-steps",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        tmp_path / "w.png",
+        "-q",
+    )
     assert code == 0, err
-    code, out, err = cli("denoise", "-i", image_folder, "--limit", "4", "--alpha", "0.5",
-                         "--json", "-q")
+    code, out, err = cli(
+        "denoise", "-i", image_folder, "--limit", "4", "--alpha", "0.5", "--json", "-q"
+    )
     assert code == 0, err
     assert json.loads(out)["images"] == 4  # colour inputs converted to the model's grey
-    code, out, err = cli("represent", "-i", image_folder, "--limit", "1", "--steps", "3",
-                         "--seed", "0", "--json", "-q")
+    code, out, err = cli(
+        "represent",
+        "-i",
+        image_folder,
+        "--limit",
+        "1",
+        "--steps",
+        "3",
+        "--seed",
+        "0",
+        "--json",
+        "-q",
+    )
     assert code == 0, err

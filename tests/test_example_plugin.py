@@ -20,14 +20,40 @@ def test_install_generate_its_own_tests_and_uninstall(tiny_checkpoint, tmp_path)
         restart = next(p for p in listed["plugins"] if p["name"] == "restart")
         assert restart["distribution"] == "aegen-restart" and restart["status"] == "ok"
         assert restart["registered"]["samplers"] == ["restart"]
-        made = run_aegen("generate", "-c", tiny_checkpoint, "--sampler", "restart", "-O",
-                         "cycles=2", "--steps", "6", "--n", "4", "--seed", "0", "--out",
-                         tmp_path / "restart.png", "--json")
+        made = run_aegen(
+            "generate",
+            "-c",
+            tiny_checkpoint,
+            "--sampler",
+            "restart",
+            "-O",
+            "cycles=2",
+            "--steps",
+            "6",
+            "--n",
+            "4",
+            "--seed",
+            "0",
+            "--out",
+            tmp_path / "restart.png",
+            "--json",
+        )
         assert made.returncode == 0, made.stderr
         assert json.loads(made.stdout)["options"]["cycles"] == 2
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                str(EXAMPLE / "tests")], capture_output=True, text=True,
-                               cwd=EXAMPLE)
+        tests = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(EXAMPLE / "tests"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=EXAMPLE,
+        )
         assert tests.returncode == 0, tests.stdout[-2000:]
     finally:
         removed = run_aegen("uninstall", "aegen-restart", "-y", "--json")
