@@ -584,6 +584,7 @@ def install_command(
     editable: Annotated[bool, typer.Option("--editable", "-e", help="Editable install.")] = False,
     upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade if installed.")] = False,
     as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Install a plugin into the environment aegen runs in (with its own pip).
 
@@ -595,7 +596,7 @@ def install_command(
     """
     from .installer import install
 
-    report = install(target, editable=editable, upgrade=upgrade)
+    report = install(target, editable=editable, upgrade=upgrade, quiet=quiet)
     lines = [
         f"{p['name']} ({p['distribution']} {p['version']}): "
         + ", ".join(n for names in p["registered"].values() for n in names)
@@ -608,6 +609,7 @@ def uninstall_command(
     package: Annotated[str, typer.Argument(metavar="PKG", help="Distribution to remove.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Remove a plugin's distribution from the environment aegen runs in.
 
@@ -619,11 +621,11 @@ def uninstall_command(
     """
     from .installer import uninstall
 
-    report = uninstall(package, yes=yes)
+    report = uninstall(package, yes=yes, quiet=quiet)
     _emit(report, as_json, [p["name"] for p in report["removed"]])
 
 
-def plugins_command(as_json: Json = False) -> None:
+def plugins_command(as_json: Json = False, quiet: Quiet = False) -> None:
     """List installed plugins and what each registers.
 
     AEGEN_LOAD_PLUGINS=a,b loads only those third-party plugins ('' loads none);
@@ -673,6 +675,7 @@ def info_command(
         ),
     ] = None,
     as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Show a checkpoint's architecture, config, parameter count, image shape and provenance.
 
@@ -681,7 +684,7 @@ def info_command(
     from .checkpoint import read_checkpoint_info
     from .defaults import resolve_checkpoint
 
-    info = read_checkpoint_info(resolve_checkpoint(checkpoint, _reporter(False))).as_json()
+    info = read_checkpoint_info(resolve_checkpoint(checkpoint, _reporter(quiet))).as_json()
     if as_json:
         print(json.dumps(info, indent=2))
         return

@@ -9,9 +9,9 @@ from typing import Any
 from .errors import AegenError, UsageError
 
 
-def _pip(args: list[str]) -> None:
+def _pip(args: list[str], quiet: bool = False) -> None:
     """Run pip; its output goes to stderr so that stdout carries only aegen's result."""
-    command = [sys.executable, "-m", "pip", *args]
+    command = [sys.executable, "-m", "pip", *args, *(["-q"] if quiet else [])]
     result = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr)
     if result.returncode != 0:
         raise AegenError(f"pip {' '.join(args)} failed with exit status {result.returncode}")
@@ -30,12 +30,14 @@ def _plugins(load: bool) -> dict[str, dict[str, Any]]:
     return {p.name: p.as_json() for p in registry.plugins}
 
 
-def install(target: str, editable: bool = False, upgrade: bool = False) -> dict[str, Any]:
+def install(
+    target: str, editable: bool = False, upgrade: bool = False, quiet: bool = False
+) -> dict[str, Any]:
     """pip install a plugin (a name on the index, or a path); report the plugins it added."""
     if not target:
         raise UsageError("aegen install needs a package name or a path")
     before = _plugins(load=False)
-    _pip(["install", *(["-e"] if editable else []), *(["-U"] if upgrade else []), target])
+    _pip(["install", *(["-e"] if editable else []), *(["-U"] if upgrade else []), target], quiet)
     after = _plugins(load=True)
     added = [after[name] for name in after if name not in before]
     updated = [
@@ -46,10 +48,10 @@ def install(target: str, editable: bool = False, upgrade: bool = False) -> dict[
     return {"installed": target, "added": added, "updated": updated}
 
 
-def uninstall(package: str, yes: bool = False) -> dict[str, Any]:
+def uninstall(package: str, yes: bool = False, quiet: bool = False) -> dict[str, Any]:
     """pip uninstall a distribution; report the plugins that went with it."""
     before = _plugins(load=False)
-    _pip(["uninstall", *(["-y"] if yes else []), package])
+    _pip(["uninstall", *(["-y"] if yes else []), package], quiet)
     after = _plugins(load=False)
     removed = [before[name] for name in before if name not in after]
     return {"uninstalled": package, "removed": removed}

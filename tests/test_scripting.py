@@ -78,7 +78,7 @@ def test_inputs_can_come_from_stdin(tiny_checkpoint, image_folder, tmp_path):
     assert [i["path"] for i in report["settings"][0]["per_image"]] == paths
 
 
-def test_every_command_has_json(cli):
+def test_every_command_has_json_and_quiet(cli):
     for command in (
         "train",
         "generate",
@@ -91,4 +91,4 @@ def test_every_command_has_json(cli):
         "uninstall",
     ):
         code, out, _ = cli(command, "--help")
-        assert code == 0 and "--json" in out, command
+        assert code == 0 and "--json" in out and "--quiet" in out, command
