@@ -25,6 +25,8 @@ def commit(tmp: Path, path: str | os.PathLike) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private
+    with open(tmp, "rb+") as fh:  # on disk before it takes the real name
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

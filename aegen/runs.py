@@ -96,7 +96,13 @@ def _plan(outputs: Outputs, seeds: list[int], steps: int, size: int) -> _Plan:
         fps=outputs.fps,
         scale=outputs.scale,
     )
-    refuse_overwrite([*([grid] if grid else []), *singles, *recorder.planned()], outputs.force)
+    planned = [*([grid] if grid else []), *singles, *recorder.planned()]
+    seen: set[Path] = set()
+    for path in planned:
+        if path in seen:
+            raise UsageError(f"{path} would be written twice: give the outputs different names")
+        seen.add(path)
+    refuse_overwrite(planned, outputs.force)
     return _Plan(grid, singles, recorder)
 
 

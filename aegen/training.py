@@ -153,6 +153,11 @@ def train(
         raise UsageError(f"only {count} readable image(s), fewer than --batch-size {batch_size}")
     if resume is None:
         config_values = resolve_config(architecture, config or {}, images.channels, size)
+    elif info.provenance.get("images") not in (None, count):
+        reporter.warn(
+            f"{resume} was trained on {info.provenance['images']} images, {data} has "
+            f"{count}: the result will differ from an uninterrupted run"
+        )
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
         f"on {dev.type}, seed {seed}"

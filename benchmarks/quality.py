@@ -11,7 +11,8 @@ reports it.
 The same figures for 256 real test images form the reference row.
 
     apt-get install dataset-fashion-mnist
-    python benchmarks/quality.py [--checkpoint PATH] [--classifier-epochs 3]
+    python benchmarks/quality.py [--checkpoint PATH] [--classifier-epochs 6] [--judge judge.pt]
+        [--schedule cosine] [--steps 200]     # to try other sampling settings
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def nearest_distances(queries: torch.Tensor, reference: torch.Tensor) -> torch.T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="default: the shipped default model")
-    parser.add_argument("--classifier-epochs", type=int, default=3)
+    parser.add_argument("--classifier-epochs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--judge", type=Path, default=None,
+                        help="cache file for the trained classifier (reused if it exists)")
+    parser.add_argument("--schedule", default=None, help="try another schedule than the default")
+    parser.add_argument("--steps", type=int, default=None, help="try another step count")
     args = parser.parse_args()
 
     from PIL import Image
@@ -98,14 +103,25 @@ def main() -> None:
     size = load_checkpoint(checkpoint).info.size
     train_x, train_y = load_split("train", size)
     test_x, test_y = load_split("t10k", size)
-    print(f"training the judge: a CNN on {len(train_x)} Fashion-MNIST images at {size}x{size}")
-    judge = train_classifier(train_x, train_y, args.classifier_epochs)
+    if args.judge is not None and args.judge.exists():
+        judge = classifier()
+        judge.load_state_dict(torch.load(args.judge, weights_only=True))
+        judge.eval()
+        print(f"the judge: a CNN loaded from {args.judge}")
+    else:
+        print(f"training the judge: a CNN on {len(train_x)} Fashion-MNIST images at "
+              f"{size}x{size}")
+        judge = train_classifier(train_x, train_y, args.classifier_epochs)
+        if args.judge is not None:
+            torch.save(judge.state_dict(), args.judge)
     accuracy = (confidences(judge, test_x)[1] == test_y).float().mean().item()
     print(f"  judge accuracy on the 10,000 test images: {accuracy:.3f}")
 
     with tempfile.TemporaryDirectory() as folder:
+        options = {"schedule": args.schedule} if args.schedule else {}
+        steps = {"steps": args.steps} if args.steps else {}
         report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=args.samples,
-                                seed=0, device="cpu")
+                                seed=0, device="cpu", options=options, **steps)
         samples = torch.stack([pil_to_tensor(Image.open(i["path"]).convert("L"))
                                for i in report["images"]]).float() / 255
     print(f"sampled {len(samples)} images with aegen generate's defaults: sampler "
