@@ -12,7 +12,7 @@ aegen train "$flowers/train" --arch unet --set width=32 --set depth=4 --size 64 
     --epochs "${EPOCHS:-30}" --seed 0 --out "$work/flowers64.safetensors" --force
 aegen generate -c "$work/flowers64.safetensors" --schedule cosine --steps 200 --n 16 --seed 0 \
     --out "$docs/flowers64-samples.png" --force
-aegen walk -c "$work/flowers64.safetensors" --n 16 --steps 120 --eps 0.2 --seed 0 \
-    --video "$docs/flowers64-walk.mp4" --scale 2 --force
+aegen walk -c "$work/flowers64.safetensors" --n 16 --steps 60 --eps 0.2 --seed 0 \
+    --video "$docs/flowers64-walk.mp4" --scale 1 --force
 aegen denoise -c "$work/flowers64.safetensors" --input "$flowers/test" \
     --alpha 0.1,0.3,0.5,0.9 --seed 0 --out "$work/flowers64-denoise.png" --force
