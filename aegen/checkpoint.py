@@ -43,6 +43,7 @@ class CheckpointInfo:
     plugin: str | None
     tensors: dict[str, tuple[int, ...]] = field(repr=False)
     training_state: dict[str, Any] | None = field(default=None, repr=False)
+    objective: dict[str, Any] | None = None  # None: written before objectives (plain copying)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class CheckpointInfo:
             "config": self.config,
             "image": {"channels": self.channels, "size": self.size},
             "parameters": self.parameters,
+            "objective": self.objective or {"name": "copy", "options": {}},
             "provenance": self.provenance,
             "resumable": self.training_state is not None,
         }
@@ -148,9 +150,21 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
             plugin=metadata.get("plugin"),
             tensors={name: tuple(entry["shape"]) for name, entry in header.items()},
             training_state=metadata.get("training_state") or None,
+            objective=_objective(metadata.get("objective")),
         )
     except (KeyError, ValueError, TypeError, OverflowError, AttributeError) as exc:
         raise CheckpointError(f"{path} has damaged aegen metadata ({exc})") from None
+
+
+def _objective(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise TypeError("objective is not an object with a name")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise TypeError("objective options are not an object")
+    return {"name": raw["name"], "options": dict(options), "plugin": raw.get("plugin")}
 
 
 def save_checkpoint(
@@ -162,8 +176,13 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     optimizer: Any = None,
     training_state: dict[str, Any] | None = None,
+    objective: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights and metadata atomically; with `optimizer`, also what resuming needs."""
+    """Write weights and metadata atomically; with `optimizer`, also what resuming needs.
+
+    `objective` ({"name", "options"[, "plugin"]}) records how the model was trained; samplers
+    take defaults for options of the same name from it.
+    """
     from safetensors.torch import save_file
 
     from .plugins import get_registry
@@ -181,6 +200,8 @@ def save_checkpoint(
         "parameters": sum(p.numel() for p in model.parameters()),
         "provenance": provenance or {},
     }
+    if objective is not None:
+        fields["objective"] = _objective(objective)
     if optimizer is not None:
         state = optimizer.state_dict()
         scalars: dict[str, dict[str, Any]] = {}

@@ -86,18 +86,35 @@ def train_command(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue the run saved in this checkpoint.")
     ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective",
+            help="What the model sees: copy (the clean image, the seed's) or denoise (the "
+            "schedule sampler's noisy mix), or a plugin's. [default: copy]",
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-O", help="Objective option KEY=VALUE (repeatable), e.g. -O sigma=0.3."
+        ),
+    ] = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train an autoencoder to copy the images in DATA (plain MSE) and save a checkpoint.
+    """Train an autoencoder to reproduce the images in DATA (MSE) and save a checkpoint.
 
-    A checkpoint is written after every epoch; --resume continues one.
+    By default it copies its input (the seed's method); --objective denoise trains on the
+    schedule sampler's own noisy inputs instead. A checkpoint is written after every epoch;
+    --resume continues one.
 
     \b
     Examples:
       aegen train ./photos --arch unet --size 64 --epochs 20 --out model.safetensors
       aegen train ./photos --set width=32 --set depth=3 --seed 0
+      aegen train ./photos --objective denoise -O mu=0.5 -O sigma=0.25
       aegen train ./photos --resume model.safetensors --epochs 40
     """
     from .options import parse_assignments
@@ -119,6 +136,8 @@ def train_command(
         device=device,
         resume=resume,
         source=source,
+        objective=objective,
+        objective_options=parse_assignments(option or [], "--option"),
         force=force,
         reporter=_reporter(quiet),
     )
@@ -695,10 +714,17 @@ def info_command(
         f"config        {json.dumps(info['config'], sort_keys=True)}",
         f"parameters    {info['parameters']:,}",
         f"image         {image['channels']} x {image['size']} x {image['size']}",
+        f"objective     {_objective_text(info['objective'])}",
         f"resumable     {'yes' if info['resumable'] else 'no'}",
     ]
     lines += [f"{key:<14}{value}" for key, value in sorted(info["provenance"].items())]
     print("\n".join(lines))
+
+
+def _objective_text(objective: dict[str, Any]) -> str:
+    options = objective.get("options") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return objective["name"] + (f" ({shown})" if shown else "")
 
 
 def _console():

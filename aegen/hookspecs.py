@@ -27,5 +27,10 @@ def register_data_sources(register):
 
 
 @hookspec
+def register_objectives(register):
+    """Register training objectives: register(name, make_input, description=..., options={...})."""
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the Typer app of the `aegen` command line."""

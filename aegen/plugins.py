@@ -22,12 +22,13 @@ from .options import Option
 
 GROUP = "aegen"
 BUILTIN_DISTRIBUTION = "aegen"
-KINDS = ("architectures", "samplers", "schedules", "data_sources")
+KINDS = ("architectures", "samplers", "schedules", "data_sources", "objectives")
 _SINGULAR = {
     "architectures": "architecture",
     "samplers": "sampler",
     "schedules": "schedule",
     "data_sources": "data source",
+    "objectives": "objective",
 }
 
 
@@ -74,6 +75,18 @@ class DataSource:
     plugin: str
 
 
+@dataclass(frozen=True)
+class Objective:
+    """A training objective: `make_input(clean, *, generator, **options)` returns the batch the
+    model sees; the target is always the clean batch (loss: MSE)."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+    options: Mapping[str, Option]
+    plugin: str
+
+
 @dataclass
 class PluginInfo:
     """What `aegen plugins` reports about one plugin."""
@@ -117,6 +130,7 @@ class Registry:
         self.samplers: dict[str, Sampler] = {}
         self.schedules: dict[str, Schedule] = {}
         self.data_sources: dict[str, DataSource] = {}
+        self.objectives: dict[str, Objective] = {}
         self.plugins: list[PluginInfo] = []
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self.manager = pluggy.PluginManager(GROUP)
@@ -148,6 +162,9 @@ class Registry:
 
     def data_source(self, name: str) -> DataSource:
         return self._get("data_sources", name)
+
+    def objective(self, name: str) -> Objective:
+        return self._get("objectives", name)
 
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, allowed: set[str] | None, strict: bool = False) -> None:
@@ -274,17 +291,22 @@ def _make_entry(
         "samplers": {"options"},
         "schedules": set(),
         "data_sources": {"detect"},
+        "objectives": {"options"},
     }[kind]
     unknown = set(extra) - allowed
     if unknown:
         raise TypeError(f"register() got unexpected keyword {sorted(unknown)[0]!r}")
     if kind == "architectures":
         return Architecture(name, fn, description, dict(extra.get("defaults") or {}), plugin)
-    if kind == "samplers":
+    if kind in ("samplers", "objectives"):
         options = dict(extra.get("options") or {})
         for key, option in options.items():
             if not isinstance(option, Option):
-                raise TypeError(f"sampler {name!r}: option {key!r} must be an aegen.api.Option")
+                raise TypeError(
+                    f"{_SINGULAR[kind]} {name!r}: option {key!r} must be an aegen.api.Option"
+                )
+        if kind == "objectives":
+            return Objective(name, fn, description, options, plugin)
         return Sampler(name, fn, description, options, plugin)
     if kind == "data_sources":
         return DataSource(name, fn, description, extra.get("detect"), plugin)

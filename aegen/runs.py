@@ -119,19 +119,38 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
     return loaded, dev
 
 
-def _read_size(checkpoint: str | os.PathLike | None) -> int:
+def _read_info(checkpoint: str | os.PathLike | None):
     from .checkpoint import read_checkpoint_info
 
-    return read_checkpoint_info(resolve_checkpoint(checkpoint)).size
+    return read_checkpoint_info(resolve_checkpoint(checkpoint))
 
 
-def _checked_options(sampler: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate sampler options before anything is loaded, so a typo costs no time."""
+def checkpoint_defaults(info, sampler: str) -> dict[str, Any]:
+    """Sampler options the checkpoint's training objective fixed: each objective option whose
+    name the sampler also declares (e.g. `denoise`'s mu, sigma and schedule for `schedule`), so
+    sampling sees the inputs training saw. Options given explicitly win over these."""
+    from .plugins import get_registry
+
+    declared = get_registry().sampler(sampler).options
+    trained = (info.objective or {}).get("options") or {}
+    return {name: value for name, value in trained.items() if name in declared}
+
+
+def _checked_options(
+    sampler: str, options: dict[str, Any] | None, info=None, reporter: Reporter | None = None
+) -> dict[str, Any]:
+    """Validate sampler options before anything is loaded, so a typo costs no time; fill the
+    ones not given from the checkpoint's objective."""
     from .options import resolve_options
     from .plugins import get_registry
 
     spec = get_registry().sampler(sampler)
-    return resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
+    given = dict(options or {})
+    inherited = {k: v for k, v in checkpoint_defaults(info, sampler).items() if k not in given}
+    if inherited and reporter is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(inherited.items()))
+        reporter.info(f"sampler {sampler!r}: {shown} from the checkpoint's training objective")
+    return resolve_options(spec.options, {**inherited, **given}, f"sampler {sampler!r}")
 
 
 def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
@@ -185,8 +204,9 @@ def generate_files(
     seeds = [seed + i for i in range(n)]
     if outputs.grid is None and outputs.out_dir is None:
         outputs.grid = "grid-{seed}.png"
-    plan = _plan(outputs, seeds, steps, _read_size(checkpoint))
-    options = _checked_options(sampler, options)
+    header = _read_info(checkpoint)
+    plan = _plan(outputs, seeds, steps, header.size)
+    options = _checked_options(sampler, options, header, reporter)
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     reporter.info(
@@ -256,9 +276,10 @@ def walk_files(
         raise UsageError(f"--start-steps must be at least 1, got {start_steps}")
     if not (0 <= tolerance < float("inf")):
         raise UsageError(f"--tolerance must be a finite number >= 0, got {tolerance}")
-    size = _read_size(checkpoint)
+    header = _read_info(checkpoint)
+    size = header.size
     _plan(outputs, [seed + i for i in range(n)], steps, size)  # fail fast on outputs
-    options = _checked_options(sampler, options)
+    options = _checked_options(sampler, options, header, reporter)
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     shape = (info.channels, info.size, info.size)
@@ -279,6 +300,7 @@ def walk_files(
             steps=start_steps,
             seed=seed,
             batch_size=batch_size,
+            options=_checked_options(DEFAULT_SAMPLER, {}, header, reporter),
             device=dev,
             running_stats=running_stats,
             reporter=reporter,

@@ -1,4 +1,8 @@
-"""Training an autoencoder to copy its input (plain MSE), with a resumable checkpoint per epoch."""
+"""Training an autoencoder (MSE to the clean image), with a resumable checkpoint per epoch.
+
+What the model sees as input is the objective's choice: `copy` (the seed's plain autoencoding,
+the default) or any registered objective, e.g. `denoise`.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_i
 from .console import Reporter
 from .data import load_data
 from .devices import pick_device
-from .errors import CheckpointError, UsageError
+from .errors import AegenError, CheckpointError, UsageError
 from .files import refuse_overwrite
 from .models import build_model, check_batch_statistics, resolve_config
+from .plugins import get_registry
 
 DEFAULT_ARCHITECTURE = "unet"
 DEFAULT_SIZE = 64
+DEFAULT_OBJECTIVE = "copy"
 
 
 @dataclass
@@ -38,12 +44,14 @@ class TrainResult:
     skipped: int
     seed: int
     seconds: float
+    objective: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
         return {
             "checkpoint": str(self.path),
             "architecture": self.architecture,
             "config": self.config,
+            "objective": self.objective,
             "epochs": self.epochs,
             "final_loss": self.final_loss,
             "losses": self.losses,
@@ -54,11 +62,29 @@ class TrainResult:
         }
 
 
-def _epoch_generator(seed: int, epoch: int):
+def _epoch_generator(seed: int, epoch: int, device: Any = "cpu"):
     """The data order of each epoch depends only on (seed, epoch), so resuming replays it."""
     import torch
 
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def _objective_generator(seed: int, epoch: int, device: Any):
+    """The objective's draws (noise, corruption levels) per (seed, epoch), apart from the order."""
+    import torch
+
+    return torch.Generator(device).manual_seed((seed * 1_000_003 + epoch) ^ 0x5DEECE66D)
+
+
+def resolve_objective(name: str | None, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """{"name", "options"} with every option of the registered objective validated."""
+    from .options import resolve_options
+    from .plugins import get_registry
+
+    name = name or DEFAULT_OBJECTIVE
+    spec = get_registry().objective(name)
+    values = resolve_options(spec.options, options or {}, f"objective {name!r}")
+    return {"name": name, "options": values, "plugin": spec.plugin}
 
 
 def train(
@@ -76,10 +102,15 @@ def train(
     device: str = "auto",
     resume: str | os.PathLike | None = None,
     source: str | None = None,
+    objective: str | None = None,
+    objective_options: Mapping[str, Any] | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
     """Train on the images under `data` and write a checkpoint to `out` after every epoch.
+
+    `objective` (default "copy") makes the model's input from each clean batch; it and its
+    options are stored in the checkpoint, and samplers take their defaults from them.
 
     With `resume`, continue a checkpoint's run (weights, optimizer state, data order) up to
     `epochs` in total; the result equals an uninterrupted run with the same settings.
@@ -111,6 +142,14 @@ def train(
                 raise UsageError(f"{name} {given} differs from the resumed run's {saved}")
         if config:
             raise UsageError("--set cannot change the config of a resumed run")
+        saved_objective = info.objective or {"name": DEFAULT_OBJECTIVE, "options": {}}
+        if objective is not None and objective != saved_objective["name"]:
+            raise UsageError(
+                f"--objective {objective} differs from the resumed run's {saved_objective['name']}"
+            )
+        if objective_options:
+            raise UsageError("--option cannot change the objective of a resumed run")
+        objective, objective_options = saved_objective["name"], saved_objective["options"]
         architecture, size, channels = info.architecture, info.size, info.channels
         batch_size, lr, seed = state["batch_size"], state["lr"], state["seed"]
         resumed_config = dict(info.config)
@@ -132,6 +171,8 @@ def train(
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device)
+    goal = resolve_objective(objective, objective_options)
+    make_input = get_registry().objective(goal["name"]).fn
 
     # Check the architecture takes this size before reading any data (cheap: no weights).
     if resume is not None:
@@ -160,7 +201,7 @@ def train(
         )
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
-        f"on {dev.type}, seed {seed}"
+        f"on {dev.type}, objective {goal['name']}, seed {seed}"
     )
 
     if resume is not None:
@@ -195,7 +236,8 @@ def train(
         for epoch in range(start, epochs):
             losses.append(
                 _train_epoch(
-                    model, optimizer, images.images, batch_size, seed, epoch, epochs, dev, reporter
+                    model, optimizer, images.images, batch_size, seed, epoch, epochs, dev, reporter,
+                    goal, make_input,
                 )
             )
             save_checkpoint(
@@ -205,6 +247,7 @@ def train(
                 config=config_values,
                 provenance={**provenance, "epochs": epoch + 1, "final_loss": losses[-1]},
                 optimizer=optimizer,
+                objective=goal,
                 training_state={
                     "epochs_done": epoch + 1,
                     "seed": seed,
@@ -233,10 +276,13 @@ def train(
         skipped=len(images.skipped),
         seed=seed,
         seconds=time.perf_counter() - began,
+        objective=goal,
     )
 
 
-def _train_epoch(model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter):
+def _train_epoch(
+    model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input
+):
     """One pass over the data in the order fixed by (seed, epoch); returns the mean loss."""
     import torch
     import torch.nn.functional as F
@@ -244,13 +290,27 @@ def _train_epoch(model, optimizer, pixels, batch_size, seed, epoch, epochs, devi
     count = len(pixels)
     batches = count // batch_size  # the last partial batch is dropped, as in the seed
     order = torch.randperm(count, generator=_epoch_generator(seed, epoch))
+    draws = _objective_generator(seed, epoch, device)
+    name, options = goal["name"], goal["options"]
     total = torch.zeros((), device=device)
     model.train()
     with reporter.task(f"epoch {epoch + 1}/{epochs}", total=batches, loss=True) as task:
         for b in range(batches):
             index = order[b * batch_size : (b + 1) * batch_size]
             x = pixels[index].to(device, non_blocking=True).float().div_(255)
-            loss = F.mse_loss(model(x), x)
+            try:
+                given = make_input(x, generator=draws, **options)
+            except Exception as exc:
+                raise AegenError(
+                    f"objective {name!r} (plugin {goal['plugin']!r}) failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(given, torch.Tensor) or given.shape != x.shape:
+                raise AegenError(
+                    f"objective {name!r} (plugin {goal['plugin']!r}) must return a tensor of "
+                    f"shape {list(x.shape)}"
+                )
+            loss = F.mse_loss(model(given), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
