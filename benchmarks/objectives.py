@@ -22,6 +22,7 @@ Sample grids go to --grids (docs/images by default).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -60,7 +61,7 @@ def folder_images(folder: Path) -> torch.Tensor:
     return load_data(folder, SIZE, 3).images.float() / 255
 
 
-def samples_of(checkpoint: Path, grid: Path, n: int) -> tuple[torch.Tensor, dict]:
+def samples_of(checkpoint: Path, grid: Path, n: int, mode: str) -> tuple[torch.Tensor, dict]:
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
@@ -69,7 +70,8 @@ def samples_of(checkpoint: Path, grid: Path, n: int) -> tuple[torch.Tensor, dict
     with tempfile.TemporaryDirectory() as folder:
         report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=n, seed=0,
                                 device="cpu")
-        images = torch.stack([pil_to_tensor(Image.open(i["path"])) for i in report["images"]])
+        images = torch.stack([pil_to_tensor(Image.open(i["path"]).convert(mode))
+                              for i in report["images"]])
     from aegen.media import save_grid
 
     save_grid(images[:64].float() / 255, grid, 8)
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--grids", type=Path, default=Path("docs/images"))
     parser.add_argument("--work", type=Path, default=None, help="keep the checkpoints here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse finished checkpoints in --work (same settings assumed)")
     args = parser.parse_args()
 
     from aegen.training import train
@@ -119,18 +123,24 @@ def main() -> None:
         p5 = torch.quantile(nearest_distances(test_set[:1000], train_set), 0.05).item()
         for objective in ("copy", "denoise"):
             checkpoint = work / f"{dataset}-{objective}.safetensors"
-            began = time.perf_counter()
-            result = train(data, checkpoint, architecture="unet",
-                           config={"width": args.width, "depth": args.depth}, size=SIZE,
-                           epochs=epochs, batch_size=batch, lr=1e-3, seed=0, device="cpu",
-                           objective=objective, force=True)
-            seconds = time.perf_counter() - began
+            timing = checkpoint.with_suffix(".json")
+            if args.reuse and timing.exists():  # a finished run of the same settings
+                seconds, loss = json.loads(timing.read_text())
+            else:
+                began = time.perf_counter()
+                result = train(data, checkpoint, architecture="unet",
+                               config={"width": args.width, "depth": args.depth}, size=SIZE,
+                               epochs=epochs, batch_size=batch, lr=1e-3, seed=0, device="cpu",
+                               objective=objective, force=True)
+                seconds, loss = time.perf_counter() - began, result.final_loss
+                timing.write_text(json.dumps([seconds, loss]))
             grid = args.grids / f"objectives-{dataset}-{objective}.png"
-            samples, _ = samples_of(checkpoint, grid, args.samples)
+            mode = "L" if train_set.shape[1] == 1 else "RGB"
+            samples, _ = samples_of(checkpoint, grid, args.samples, mode)
             near = nearest_distances(samples, train_set)
             row = {
                 "dataset": dataset, "objective": objective, "epochs": epochs,
-                "seconds": seconds, "loss": result.final_loss,
+                "seconds": seconds, "loss": loss,
                 "near_median": near.median().item(), "novel": (near >= p5).float().mean().item(),
                 "denoise": denoise_share(checkpoint, test_set[:1000]), "grid": grid,
                 "confident": None, "classes": None,
@@ -141,7 +151,7 @@ def main() -> None:
                 row["classes"] = len(set(label[conf >= 0.9].tolist()))
             rows.append(row)
             print(f"  {dataset} {objective}: {epochs} epochs in {seconds:.0f} s, "
-                  f"loss {result.final_loss:.5f}", flush=True)
+                  f"loss {loss:.5f}", flush=True)
         print(f"{dataset}: 5th percentile of test-to-train nearest distances {p5:.3f}")
 
     print(f"\nunet width={args.width} depth={args.depth}, {SIZE}x{SIZE}, Adam 1e-3, seed 0; "

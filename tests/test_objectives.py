@@ -109,6 +109,7 @@ def test_resume_keeps_the_objective_and_equals_an_uninterrupted_run(image_folder
     resumed = train(image_folder, part.path, epochs=2, resume=part.path, device="cpu")
     assert resumed.objective["options"]["sigma"] == 0.3
     assert resumed.losses == whole.losses
+    assert part.path.read_bytes() == whole.path.read_bytes()  # weights, optimizer, metadata
 
 
 def test_resume_refuses_another_objective(image_folder, tmp_path):
