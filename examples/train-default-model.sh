@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces the default model shipped in aegen/data/default.safetensors, exactly:
-# a small U-Net trained with aegen itself on Fashion-MNIST (MIT licence) at 32x32.
+# a small U-Net trained with aegen itself on Fashion-MNIST (MIT licence) at 32x32, on the
+# schedule sampler's own noisy inputs (--objective denoise, docs/objectives.md).
 #   apt-get install dataset-fashion-mnist      # puts the IDX files in /usr/share/datasets
 #   bash examples/train-default-model.sh [OUT]
 set -euo pipefail
 data=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}/train-images-idx3-ubyte.gz
 out=${1:-default.safetensors}
 aegen train "$data" --arch unet --set width=16 --set depth=3 --size 32 \
-    --epochs 6 --batch-size 64 --lr 1e-3 --seed 0 --out "$out" --force
+    --objective denoise --epochs 12 --batch-size 64 --lr 1e-3 --seed 0 --out "$out" --force

@@ -35,6 +35,10 @@ def test_recipe_script_matches_the_shipped_model():
     assert int(flags["size"]) == config["size"]
     sets = dict(re.findall(r"--set (\w+)=(\S+)", script))
     assert {k: int(v) for k, v in sets.items()} == {k: config[k] for k in sets}
+    objective = load_checkpoint(default_checkpoint()).info.objective
+    assert flags["objective"] == objective["name"] == "denoise"
+    assert not re.search(r"-O |--option ", script)  # the objective's defaults
+    assert objective["options"] == {"schedule": "linear", "mu": 0.7, "sigma": 0.2}
 
 
 def test_generate_without_a_checkpoint_uses_the_default_model(tmp_path):
