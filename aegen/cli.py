@@ -33,7 +33,12 @@ def _reporter(quiet: bool):
 
 
 def _emit(payload: Any, as_json: bool, lines: list[str]) -> None:
-    """Results go to stdout: JSON, or plain lines (paths) that scripts can read."""
+    """Results go to stdout: JSON, or plain lines (paths) that scripts can read. Under
+    torchrun only rank 0 prints them, so they appear once."""
+    from .distributed import env_rank
+
+    if env_rank() != 0:
+        return
     if as_json:
         print(json.dumps(payload, indent=2))
     else:
@@ -100,6 +105,14 @@ def train_command(
             "--option", "-O", help="Objective option KEY=VALUE (repeatable), e.g. -O sigma=0.3."
         ),
     ] = None,
+    sync_bn: Annotated[
+        bool,
+        typer.Option(
+            "--sync-bn",
+            help="Under torchrun: batch norm uses the statistics of every process's batch "
+            "(docs/scaling.md). No effect in one process.",
+        ),
+    ] = False,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -108,7 +121,8 @@ def train_command(
 
     By default it copies its input (the seed's method); --objective denoise trains on the
     schedule sampler's own noisy inputs instead. A checkpoint is written after every epoch;
-    --resume continues one.
+    --resume continues one. Under torchrun it trains data-parallel, one process per device
+    (--batch-size is per process; docs/scaling.md).
 
     \b
     Examples:
@@ -116,6 +130,7 @@ def train_command(
       aegen train ./photos --set width=32 --set depth=3 --seed 0
       aegen train ./photos --objective denoise -O mu=0.5 -O sigma=0.25
       aegen train ./photos --resume model.safetensors --epochs 40
+      torchrun --nproc-per-node 4 $(command -v aegen) train ./photos --sync-bn --epochs 40
     """
     from .options import parse_assignments
     from .training import train
@@ -138,6 +153,7 @@ def train_command(
         source=source,
         objective=objective,
         objective_options=parse_assignments(option or [], "--option"),
+        sync_bn=sync_bn,
         force=force,
         reporter=_reporter(quiet),
     )
@@ -246,6 +262,7 @@ def generate_command(
       aegen generate -c model.safetensors --n 64 --batch-size 16 --out-dir samples --name "{index:03d}-{seed}.png"
       aegen generate -c model.safetensors --steps 200 --video denoising.mp4
       aegen generate -c model.safetensors --every 10 --frames steps/
+      torchrun --nproc-per-node 2 $(command -v aegen) generate -c model.safetensors --n 256 --batch-size 32 --out-dir samples
     """
     from .runs import Outputs, generate_files
 
@@ -781,10 +798,17 @@ def build_app() -> typer.Typer:
 
 
 def _fail(message: str, code: int) -> None:
-    """One line on stderr, whatever the message held, then exit."""
+    """One line on stderr, whatever the message held, then exit. Under torchrun a usage error
+    is said by rank 0 alone (every rank meets the same one)."""
+    from .distributed import env_rank
+
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    print(lines[0] if lines else "aegen: error", file=sys.stderr)
+    if code != 2 or env_rank() == 0:
+        print(lines[0] if lines else "aegen: error", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+DISTRIBUTED_COMMANDS = ("train", "generate", "walk")
 
 
 def _click_kinds(exc: BaseException) -> set[str]:
@@ -798,9 +822,19 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] in (["install"], ["uninstall"]) and "AEGEN_LOAD_PLUGINS" not in os.environ:
         # Never let a broken third-party plugin stand in the way of (un)installing it.
         os.environ["AEGEN_LOAD_PLUGINS"] = ""
+    from .distributed import launched, stop_on_sigterm
+
     try:
+        command = next((a for a in args if not a.startswith("-")), None)
+        if launched() and command not in (None, *DISTRIBUTED_COMMANDS):
+            raise UsageError(
+                f"`aegen {command or ''}` does not run under torchrun; only "
+                + ", ".join(DISTRIBUTED_COMMANDS)
+                + " do"
+            )
         app = build_app()
-        code = app(args=args, prog_name="aegen", standalone_mode=False)
+        with stop_on_sigterm():
+            code = app(args=args, prog_name="aegen", standalone_mode=False)
     except AegenError as exc:
         _fail(f"aegen: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:

@@ -2,6 +2,9 @@
 
 Every output path is worked out and checked before the model is loaded, so a name clash or an
 existing file is reported at once; frames stream to their writers while the sampler runs.
+
+Under torchrun each rank samples its whole batches (sampling.shard_indices) and writes its own
+single images; rank 0 gathers what needs every image (grid, video, GIF, frames, walk stats).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .checkpoint import load_checkpoint
 from .console import Reporter
 from .data import load_inputs
@@ -22,7 +26,7 @@ from .files import refuse_overwrite
 from .interrupts import stop_between_steps
 from .media import save_grid, save_images
 from .recording import Recorder
-from .sampling import DEFAULT_SAMPLER, generate
+from .sampling import DEFAULT_SAMPLER, batches, generate, shard_indices
 
 WALK_SAMPLER = "walk"
 
@@ -109,7 +113,7 @@ def _plan(outputs: Outputs, seeds: list[int], steps: int, size: int) -> _Plan:
 def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Reporter):
     """Load a checkpoint (the default model when None) for a command, saying what and where."""
     checkpoint = resolve_checkpoint(checkpoint, reporter)
-    dev = pick_device(device)
+    dev = pick_device(device) if isinstance(device, str) else device
     loaded = load_checkpoint(checkpoint, dev)
     info = loaded.info
     reporter.info(
@@ -153,21 +157,38 @@ def _checked_options(
     return resolve_options(spec.options, {**inherited, **given}, f"sampler {sampler!r}")
 
 
-def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
+def _sample_and_record(
+    plan: _Plan,
+    reporter: Reporter,
+    extra=None,
+    ctx: distributed.Context = distributed.SINGLE,
+    need_frames: bool = False,
+    **kwargs,
+):
     """Run `generate`, feeding the recorder (and `extra`). Ctrl-C stops the run after the step
-    in progress, so every file being written is closed whole."""
+    in progress, so every file being written is closed whole. Under torchrun this rank runs its
+    own batches; when frames are recorded (or `need_frames`) each step's frame is gathered to
+    rank 0, which alone records."""
     recorder = plan.recorder
+    n, batch_size = kwargs["n"], kwargs.get("batch_size")
+    mine = shard_indices(n, batch_size, ctx.rank, ctx.world)
+    gather = ctx.active and (recorder.active or need_frames)
     try:
         # Outer: the SIGINT guard stays up while the recorder closes its files.
         with stop_between_steps() as checkpoint, recorder:
 
             def on_frame(step, frame):
-                recorder(step, frame)
-                if extra is not None:
-                    extra(frame)
+                if gather:
+                    frame = ctx.gather(frame, mine, n)
+                if ctx.main:
+                    recorder(step, frame)
+                    if extra is not None:
+                        extra(frame)
                 checkpoint()
 
-            return generate(on_frame=on_frame, reporter=reporter, **kwargs)
+            return generate(
+                on_frame=on_frame, reporter=reporter, shard=(ctx.rank, ctx.world), **kwargs
+            )
     except KeyboardInterrupt:
         kept = ", ".join(str(w.path) for w in recorder.writers if w.frames)
         reporter.warn(
@@ -177,9 +198,29 @@ def _sample_and_record(plan: _Plan, reporter: Reporter, extra=None, **kwargs):
         raise
 
 
-def _write_results(plan: _Plan, images) -> list[str]:
-    written = [str(save_grid(images, plan.grid))] if plan.grid else []
-    return written + [str(p) for p in save_images(images, plan.singles)]
+def _write_results(
+    plan: _Plan, images, ctx: distributed.Context = distributed.SINGLE, mine=None, n=None
+) -> list[str]:
+    """Write the grid (rank 0, from every rank's images) and this rank's single images; return
+    every path written by the run, once all ranks are done."""
+    n = len(images) if n is None else n
+    mine = list(range(n)) if mine is None else mine
+    if plan.grid:
+        every = ctx.gather(images, mine, n)
+        if ctx.main:
+            save_grid(every, plan.grid)
+    save_images(images, [plan.singles[i] for i in mine] if plan.singles else [])
+    ctx.barrier()  # report only what is on disk, and fail here if another rank failed
+    return ([str(plan.grid)] if plan.grid else []) + [str(p) for p in plan.singles]
+
+
+def _warn_idle(ctx: distributed.Context, n: int, batch_size: int | None, reporter) -> None:
+    count = len(batches(n, batch_size or n))
+    if ctx.active and count < ctx.world:
+        reporter.warn(
+            f"{n} image(s) make {count} batch(es) for {ctx.world} processes, so "
+            f"{ctx.world - count} have nothing to do; give a smaller --batch-size"
+        )
 
 
 def generate_files(
@@ -196,9 +237,44 @@ def generate_files(
     running_stats: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Sample `n` images from a checkpoint and write them; returns the JSON report."""
-    reporter = reporter or Reporter(quiet=True)
-    seed = random.randrange(2**31) if seed is None else seed
+    """Sample `n` images from a checkpoint and write them; returns the JSON report.
+
+    Under torchrun the batches are shared out between the processes (docs/scaling.md); the
+    files are those one process writes with the same settings."""
+    where = pick_device(device) if distributed.launched() else device
+    with distributed.session(where) as ctx:
+        return _generate_files(
+            ctx,
+            checkpoint,
+            outputs,
+            sampler=sampler,
+            options=options,
+            steps=steps,
+            n=n,
+            batch_size=batch_size,
+            seed=seed,
+            device=distributed.device_for(where, ctx),
+            running_stats=running_stats,
+            reporter=ctx.reporter(reporter or Reporter(quiet=True)),
+        )
+
+
+def _generate_files(
+    ctx: distributed.Context,
+    checkpoint,
+    outputs: Outputs,
+    *,
+    sampler: str,
+    options,
+    steps: int,
+    n: int,
+    batch_size: int | None,
+    seed: int | None,
+    device,
+    running_stats: bool,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
     seeds = [seed + i for i in range(n)]
@@ -207,14 +283,18 @@ def generate_files(
     header = _read_info(checkpoint)
     plan = _plan(outputs, seeds, steps, header.size)
     options = _checked_options(sampler, options, header, reporter)
+    ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     reporter.info(
         f"sampling {n} image(s) with {sampler!r}, {steps} steps, seeds {seed}..{seeds[-1]}"
+        + (f", {ctx.world} processes" if ctx.active else "")
     )
+    _warn_idle(ctx, n, batch_size, reporter)
     result = _sample_and_record(
         plan,
         reporter,
+        ctx=ctx,
         model=loaded.model,
         sampler=sampler,
         shape=(info.channels, info.size, info.size),
@@ -226,7 +306,8 @@ def generate_files(
         device=dev,
         running_stats=running_stats,
     )
-    written = _write_results(plan, result.images)
+    mine = shard_indices(n, batch_size, ctx.rank, ctx.world)
+    written = _write_results(plan, result.images, ctx, mine, n)
     return {
         "checkpoint": str(loaded.info.path),
         "sampler": sampler,
@@ -235,12 +316,12 @@ def generate_files(
         "n": n,
         "batch_size": batch_size or n,
         "seed": seed,
-        "seeds": result.seeds,
+        "seeds": seeds,
         "device": dev.type,
         "grid": str(plan.grid) if plan.grid else None,
         "images": [
             {"index": i, "seed": s, "path": str(plan.singles[i]) if plan.singles else None}
-            for i, s in enumerate(result.seeds)
+            for i, s in enumerate(seeds)
         ],
         **plan.recorder.written(),
         "written": written,
@@ -265,11 +346,53 @@ def walk_files(
     running_stats: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Walk from images (given, or made by the schedule sampler) and record the walk."""
+    """Walk from images (given, or made by the schedule sampler) and record the walk.
+
+    Under torchrun the chains are shared out by batch, as in `generate_files`."""
+    where = pick_device(device) if distributed.launched() else device
+    with distributed.session(where) as ctx:
+        return _walk_files(
+            ctx,
+            checkpoint,
+            outputs,
+            inputs=inputs,
+            sampler=sampler,
+            options=options,
+            steps=steps,
+            n=n,
+            batch_size=batch_size,
+            seed=seed,
+            start_steps=start_steps,
+            stats=stats,
+            tolerance=tolerance,
+            device=distributed.device_for(where, ctx),
+            running_stats=running_stats,
+            reporter=ctx.reporter(reporter or Reporter(quiet=True)),
+        )
+
+
+def _walk_files(
+    ctx: distributed.Context,
+    checkpoint,
+    outputs: Outputs,
+    *,
+    inputs,
+    sampler: str,
+    options,
+    steps: int,
+    n: int,
+    batch_size: int | None,
+    seed: int | None,
+    start_steps: int,
+    stats: bool,
+    tolerance: float,
+    device,
+    running_stats: bool,
+    reporter: Reporter,
+) -> dict[str, Any]:
     from .walkstats import WalkStats
 
-    reporter = reporter or Reporter(quiet=True)
-    seed = random.randrange(2**31) if seed is None else seed
+    seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
     if start_steps < 1:
@@ -280,6 +403,7 @@ def walk_files(
     size = header.size
     _plan(outputs, [seed + i for i in range(n)], steps, size)  # fail fast on outputs
     options = _checked_options(sampler, options, header, reporter)
+    ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
     info = loaded.info
     shape = (info.channels, info.size, info.size)
@@ -304,17 +428,23 @@ def walk_files(
             device=dev,
             running_stats=running_stats,
             reporter=reporter,
+            shard=(ctx.rank, ctx.world),
         ).images
+        # Every rank needs every start: the walk indexes it by batch.
+        start = ctx.gather(start, shard_indices(n, batch_size, ctx.rank, ctx.world), n, True)
         origin = {"from": "schedule", "steps": start_steps}
         stream = 1  # the walk's noise must not repeat the start's
     seeds = [seed + i for i in range(n)]
     plan = _plan(outputs, seeds, steps, size)
-    tracker = WalkStats(start.to(dev), steps, tolerance) if stats else None
+    tracker = WalkStats(start.to(dev), steps, tolerance) if stats and ctx.main else None
     reporter.info(f"walking {n} chain(s) with {sampler!r} for {steps} steps")
+    _warn_idle(ctx, n, batch_size, reporter)
     result = _sample_and_record(
         plan,
         reporter,
         extra=tracker.update if tracker else None,
+        ctx=ctx,
+        need_frames=stats,
         model=loaded.model,
         sampler=sampler,
         shape=shape,
@@ -328,7 +458,8 @@ def walk_files(
         running_stats=running_stats,
         noise_stream=stream,
     )
-    written = _write_results(plan, result.images)
+    mine = shard_indices(n, batch_size, ctx.rank, ctx.world)
+    written = _write_results(plan, result.images, ctx, mine, n)
     summary = tracker.summary(seeds) if tracker else None
     if summary is not None:
         reporter.info(

@@ -39,6 +39,18 @@ def _check_counts(n: int, steps: int, batch_size: int) -> None:
             raise UsageError(f"{name} must be at least 1, got {value}")
 
 
+def batches(n: int, batch_size: int) -> list[slice]:
+    """The batches `n` images are sampled in: whole batches of `batch_size`, the last smaller."""
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def shard_indices(n: int, batch_size: int | None, rank: int = 0, world: int = 1) -> list[int]:
+    """The images a rank samples under torchrun: whole batches rank, rank + world, ... (batch
+    norm mixes a batch, so only whole batches give the one-process images)."""
+    chunks = batches(n, batch_size or n)[rank::world]
+    return [i for chunk in chunks for i in range(chunk.start, chunk.stop)]
+
+
 def sample(
     model: torch.nn.Module,
     sampler: str = DEFAULT_SAMPLER,
@@ -53,21 +65,25 @@ def sample(
     device: torch.device | str = "cpu",
     running_stats: bool = False,
     noise_stream: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[torch.Tensor]:
     """Yield one (n, C, H, W) frame per step; image i uses seed + i; the last frame is the result.
 
     Batch norm uses batch statistics (the seed's way) unless `running_stats`, and the model's
-    stored statistics are never changed.
+    stored statistics are never changed. `shard=(rank, world)` runs only that rank's batches
+    (`shard_indices`): its frames hold those images, each exactly as in the whole run.
     """
     batch_size = batch_size or n
     _check_counts(n, steps, batch_size)
     spec = get_registry().sampler(sampler)
     values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
     seeds = [seed + i for i in range(n)]
-    chunks = [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    chunks = batches(n, batch_size)
     if not running_stats:
         smallest = min(c.stop - c.start for c in chunks)
         check_batch_statistics(model, smallest, "raise --batch-size or --n, or use --running-stats")
+    rank, world = shard
+    chunks = chunks[rank::world]
     device = torch.device(device)
     if start is not None:
         start = start.to(device)
@@ -86,6 +102,8 @@ def sample(
             try:
                 with torch.inference_mode():  # only around the sampler's own code
                     frames = [next(run) for run in runs]
+                if not frames:  # a rank with no batch of its own
+                    frames = [torch.empty((0, *shape), device=device)]
             except StopIteration:
                 return
             except (AegenError, KeyboardInterrupt):
@@ -114,9 +132,11 @@ def generate(
     on_frame: Callable[[int, torch.Tensor], None] | None = None,
     reporter: Reporter | None = None,
     noise_stream: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Generation:
     """Run a sampler to the end and return the last frame; `on_frame(step, frame)` sees each
-    frame as it is made (step counts from 1), for writing frames or videos."""
+    frame as it is made (step counts from 1), for writing frames or videos. With `shard`, only
+    that rank's images (`shard_indices`), and `seeds` are theirs."""
     reporter = reporter or Reporter(quiet=True)
     spec = get_registry().sampler(sampler)
     values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
@@ -133,6 +153,7 @@ def generate(
         device=device,
         running_stats=running_stats,
         noise_stream=noise_stream,
+        shard=shard,
     )
     last = None
     done = 0
@@ -146,7 +167,7 @@ def generate(
         raise ConfigError(f"sampler {sampler!r} yielded no frames")
     return Generation(
         images=last.float().cpu(),
-        seeds=[seed + i for i in range(n)],
+        seeds=[seed + i for i in shard_indices(n, batch_size, *shard)],
         sampler=sampler,
         options=values,
         steps=done,

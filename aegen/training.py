@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_info, save_checkpoint
 from .console import Reporter
 from .data import load_data
@@ -69,11 +69,26 @@ def _epoch_generator(seed: int, epoch: int, device: Any = "cpu"):
     return torch.Generator(device).manual_seed(seed * 1_000_003 + epoch)
 
 
-def _objective_generator(seed: int, epoch: int, device: Any):
-    """The objective's draws (noise, corruption levels) per (seed, epoch), apart from the order."""
+def _objective_generator(seed: int, epoch: int, device: Any, rank: int = 0):
+    """The objective's draws (noise, corruption levels) per (seed, epoch), apart from the order.
+    Under torchrun each rank draws its own (rank 0 the one-process draws): the ranks' images
+    differ, and identical noise on each would only correlate their corruptions."""
     import torch
 
-    return torch.Generator(device).manual_seed((seed * 1_000_003 + epoch) ^ 0x5DEECE66D)
+    base = (seed * 1_000_003 + epoch) ^ 0x5DEECE66D
+    return torch.Generator(device).manual_seed((base + rank * 0x9E3779B97F4A7C15) % 2**63)
+
+
+def epoch_shard(count: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+    """The image indices this rank trains on in `epoch`, in order: every `world`-th of the
+    (seed, epoch) permutation from `rank` on, as DistributedSampler with set_epoch does, cut to
+    whole batches so that every rank takes the same number of steps. One process: all of it."""
+    import torch
+
+    order = torch.randperm(count, generator=_epoch_generator(seed, epoch))
+    per_rank = count // world
+    shard = order[rank : per_rank * world : world]
+    return shard[: per_rank // batch_size * batch_size]
 
 
 def resolve_objective(name: str | None, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -104,6 +119,7 @@ def train(
     source: str | None = None,
     objective: str | None = None,
     objective_options: Mapping[str, Any] | None = None,
+    sync_bn: bool = False,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -114,10 +130,61 @@ def train(
 
     With `resume`, continue a checkpoint's run (weights, optimizer state, data order) up to
     `epochs` in total; the result equals an uninterrupted run with the same settings.
-    """
-    import torch
 
-    reporter = reporter or Reporter(quiet=True)
+    Under torchrun this is data-parallel training (DistributedDataParallel): `batch_size` is
+    per process, each rank trains on its shard of every epoch, `sync_bn` makes batch norm use
+    the statistics of all ranks' batches, and rank 0 alone writes the checkpoint (see
+    docs/scaling.md). In one process `sync_bn` changes nothing.
+    """
+    # Under torchrun the device picks the backend; otherwise it is resolved where it always was.
+    where = pick_device(device) if distributed.launched() else device
+    with distributed.session(where) as ctx:
+        return _train(
+            ctx,
+            data,
+            out,
+            architecture=architecture,
+            config=config,
+            size=size,
+            channels=channels,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=distributed.device_for(where, ctx),
+            resume=resume,
+            source=source,
+            objective=objective,
+            objective_options=objective_options,
+            sync_bn=sync_bn,
+            force=force,
+            reporter=ctx.reporter(reporter or Reporter(quiet=True)),
+        )
+
+
+def _train(
+    ctx: distributed.Context,
+    data,
+    out,
+    *,
+    architecture,
+    config,
+    size,
+    channels,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    device,
+    resume,
+    source,
+    objective,
+    objective_options,
+    sync_bn,
+    force,
+    reporter,
+) -> TrainResult:
+    import torch
     out = Path(out)
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
@@ -165,12 +232,12 @@ def train(
     size = DEFAULT_SIZE if size is None else size
     batch_size = 16 if batch_size is None else batch_size
     lr = 1e-4 if lr is None else lr
-    seed = random.randrange(2**31) if seed is None else seed
+    seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if batch_size < 1 or size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UsageError("--batch-size, --size and --lr must be positive")
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
-    dev = pick_device(device)
+    dev = pick_device(device) if isinstance(device, str) else device
     goal = resolve_objective(objective, objective_options)
     make_input = get_registry().objective(goal["name"]).fn
 
@@ -192,6 +259,11 @@ def train(
     count = len(images.paths)
     if count < batch_size:
         raise UsageError(f"only {count} readable image(s), fewer than --batch-size {batch_size}")
+    if count < batch_size * ctx.world:
+        raise UsageError(
+            f"only {count} readable image(s), fewer than --batch-size {batch_size} times "
+            f"{ctx.world} processes"
+        )
     if resume is None:
         config_values = resolve_config(architecture, config or {}, images.channels, size)
     elif info.provenance.get("images") not in (None, count):
@@ -199,9 +271,20 @@ def train(
             f"{resume} was trained on {info.provenance['images']} images, {data} has "
             f"{count}: the result will differ from an uninterrupted run"
         )
+    spread = state.get("processes", 1), state.get("sync_bn", False)
+    if resume is not None and spread != (ctx.world, sync_bn and ctx.active):
+        reporter.warn(
+            f"{resume} was trained by {spread[0]} process(es)"
+            f"{' with --sync-bn' if spread[1] else ''}, this run has {ctx.world}"
+            f"{' with --sync-bn' if sync_bn and ctx.active else ''}: the result will differ "
+            "from an uninterrupted run"
+        )
+    where = f"{ctx.world} processes ({dev.type}, batch {batch_size} each" + (
+        ", batch norm synchronised)" if sync_bn else ")"
+    )
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
-        f"on {dev.type}, objective {goal['name']}, seed {seed}"
+        f"on {where if ctx.active else dev.type}, objective {goal['name']}, seed {seed}"
     )
 
     if resume is not None:
@@ -211,6 +294,8 @@ def train(
             torch.manual_seed(seed)
             model = build_model(architecture, config_values).to(dev)
     check_batch_statistics(model, batch_size, "raise --batch-size")
+    if ctx.active and sync_bn:
+        model = distributed.sync_batchnorm(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume is not None:
         try:
@@ -231,31 +316,47 @@ def train(
         "lr": lr,
         "aegen_version": __version__,
     }
+    spread_state: dict[str, Any] = {}
+    if ctx.active:  # only then: a one-process checkpoint stays byte for byte what it was
+        spread_state = {"processes": ctx.world, "sync_bn": bool(sync_bn)}
+        provenance.update(spread_state)
+    trained = model  # what the checkpoint saves: never the DDP wrapper
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        with distributed.translate_failures(ctx):
+            model = DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
     began = time.perf_counter()
     try:
         for epoch in range(start, epochs):
-            losses.append(
-                _train_epoch(
-                    model, optimizer, images.images, batch_size, seed, epoch, epochs, dev, reporter,
-                    goal, make_input,
+            with distributed.translate_failures(ctx):  # a peer lost in DDP's own collectives
+                losses.append(
+                    _train_epoch(
+                        model, optimizer, images.images, batch_size, seed, epoch, epochs, dev,
+                        reporter, goal, make_input, ctx,
+                    )
                 )
-            )
-            save_checkpoint(
-                out,
-                model,
-                architecture=architecture,
-                config=config_values,
-                provenance={**provenance, "epochs": epoch + 1, "final_loss": losses[-1]},
-                optimizer=optimizer,
-                objective=goal,
-                training_state={
-                    "epochs_done": epoch + 1,
-                    "seed": seed,
-                    "batch_size": batch_size,
-                    "lr": lr,
-                    "losses": losses,
-                },
-            )
+            if ctx.main:
+                save_checkpoint(
+                    out,
+                    trained,
+                    architecture=architecture,
+                    config=config_values,
+                    provenance={**provenance, "epochs": epoch + 1, "final_loss": losses[-1]},
+                    optimizer=optimizer,
+                    objective=goal,
+                    training_state={
+                        "epochs_done": epoch + 1,
+                        "seed": seed,
+                        "batch_size": batch_size,
+                        "lr": lr,
+                        "losses": losses,
+                        **spread_state,
+                    },
+                )
+            ctx.barrier()  # the others wait until the checkpoint is whole
             reporter.info(f"epoch {epoch + 1}/{epochs}  loss {losses[-1]:.6f}  saved {out}")
     except KeyboardInterrupt:
         done = len(losses)
@@ -265,6 +366,14 @@ def train(
             else "interrupted before the first epoch ended; nothing written"
         )
         raise
+    except distributed.PeerFailure as exc:
+        done = len(losses)
+        kept = (
+            f"{out} holds epoch {done}; continue with --resume {out}"
+            if done > start
+            else "nothing written"
+        )
+        raise distributed.PeerFailure(f"{exc}; {kept}") from None
     return TrainResult(
         path=out,
         architecture=architecture,
@@ -281,16 +390,18 @@ def train(
 
 
 def _train_epoch(
-    model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input
+    model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input,
+    ctx=distributed.SINGLE,
 ):
-    """One pass over the data in the order fixed by (seed, epoch); returns the mean loss."""
+    """One pass over this rank's share of the data, in the order fixed by (seed, epoch);
+    returns the mean loss (over all ranks)."""
     import torch
     import torch.nn.functional as F
 
-    count = len(pixels)
-    batches = count // batch_size  # the last partial batch is dropped, as in the seed
-    order = torch.randperm(count, generator=_epoch_generator(seed, epoch))
-    draws = _objective_generator(seed, epoch, device)
+    # The last partial batch is dropped, as in the seed.
+    order = epoch_shard(len(pixels), batch_size, seed, epoch, ctx.rank, ctx.world)
+    batches = len(order) // batch_size
+    draws = _objective_generator(seed, epoch, device, ctx.rank)
     name, options = goal["name"], goal["options"]
     total = torch.zeros((), device=device)
     model.train()
@@ -317,4 +428,4 @@ def _train_epoch(
             total += loss.detach()
             if task.active and (b % 10 == 9 or b + 1 == batches):  # a sync only when shown
                 task.advance(b % 10 + 1, loss=f"{total.item() / (b + 1):.5f}")
-    return total.item() / batches
+    return ctx.mean(total).item() / batches

@@ -1,0 +1,376 @@
+"""Running under `torchrun`: one process per device, torch.distributed between them.
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK (and the rendezvous address); aegen reads them,
+joins the process group (gloo on the CPU, NCCL on CUDA) and otherwise behaves as one process:
+without torchrun (or with one process) nothing here does anything. Rank 0 writes what is shared
+(checkpoints, grids, videos, reports) and shows progress; a failure on one rank ends every rank
+with a one-line message instead of a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .console import Reporter
+from .errors import AegenError
+
+
+class PeerFailure(AegenError):
+    """Another process of a distributed run failed, or torchrun stopped this one (exit 1)."""
+
+
+def launched() -> bool:
+    """Whether torchrun (or an equivalent launcher) started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def env_rank() -> int:
+    """This process's rank from the launcher's environment (0 without a launcher)."""
+    return int(os.environ.get("RANK", "0") or 0) if launched() else 0
+
+
+def env_world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+class _RankReporter(Reporter):
+    """The reporter of a rank other than 0: says nothing, so the log is read once."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+
+    def warn(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class Context:
+    """Where this process stands in the run: rank, world size, and the groups to talk on."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: Any = None  # the default group (gloo or NCCL)
+    cpu_group: Any = None  # gloo, for Python objects and barriers whatever the device
+    _bn_group: Any = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes shared files and talks to the user."""
+        return self.rank == 0
+
+    def reporter(self, reporter: Reporter) -> Reporter:
+        """`reporter` on rank 0, a silent one elsewhere."""
+        return reporter if self.main else _RankReporter()
+
+    def barrier(self) -> None:
+        if self.active:
+            with translate_failures(self):
+                import torch.distributed as dist
+
+                dist.barrier(group=self.cpu_group)
+
+    def agree(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (a random seed must be the same everywhere)."""
+        if not self.active:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        with translate_failures(self):
+            dist.broadcast_object_list(box, src=0, group=self.cpu_group)
+        return box[0]
+
+    def mean(self, value):
+        """The mean of a tensor over ranks (every rank gets it)."""
+        if not self.active:
+            return value
+        import torch.distributed as dist
+
+        with translate_failures(self):
+            dist.all_reduce(value, op=dist.ReduceOp.SUM, group=self.group)
+        return value / self.world
+
+    def gather(self, part, indices: Sequence[int], n: int, to_all: bool = False):
+        """Put each rank's rows (`part`, rows `indices` of a batch of `n`) into one (n, ...)
+        tensor on the CPU: on rank 0 (None elsewhere), or on every rank with `to_all`."""
+        import torch
+        import torch.distributed as dist
+
+        part = part.detach().cpu()
+        if not self.active:
+            return part
+        mine = (list(indices), part)
+        with translate_failures(self):
+            if to_all:
+                pieces: list[Any] = [None] * self.world
+                dist.all_gather_object(pieces, mine, group=self.cpu_group)
+            else:
+                pieces = [None] * self.world if self.main else None
+                dist.gather_object(mine, pieces, dst=0, group=self.cpu_group)
+        if pieces is None:
+            return None
+        shape = next(p.shape[1:] for _, p in pieces if len(p)) if any(
+            len(p) for _, p in pieces
+        ) else part.shape[1:]
+        full = torch.empty((n, *shape), dtype=part.dtype)
+        for rows, values in pieces:
+            if rows:
+                full[torch.tensor(rows)] = values
+        return full
+
+    def batchnorm_group(self):
+        """A group of its own for synchronised batch norm, so its collectives never interleave
+        with DDP's gradient buckets."""
+        if self._bn_group is None:
+            import torch.distributed as dist
+
+            self._bn_group = dist.new_group(backend=dist.get_backend(self.group))
+        return self._bn_group
+
+
+SINGLE = Context()
+
+
+def device_for(device, ctx: Context):
+    """Under torchrun each process takes its own GPU: cuda becomes cuda:LOCAL_RANK."""
+    if not ctx.active:
+        return device
+    import torch
+
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", ctx.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+_COMMUNICATION = ("gloo", "nccl", "c10d", "connection", "timed out", "timeout", "socket")
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """Whether an exception is torch.distributed failing to talk, not a bug in the model."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(word in text for word in _COMMUNICATION)
+
+
+@contextlib.contextmanager
+def translate_failures(ctx: Context) -> Iterator[None]:
+    """A collective that fails because a peer died becomes one clear PeerFailure."""
+    try:
+        yield
+    except AegenError:
+        raise
+    except Exception as exc:
+        if not ctx.active or not _lost_peer(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise PeerFailure(
+            f"rank {ctx.rank} of {ctx.world}: another process of this run failed or was "
+            f"stopped ({type(exc).__name__}: {first})"
+        ) from None
+
+
+@contextlib.contextmanager
+def session(device) -> Iterator[Context]:
+    """Join the torchrun process group for the length of a command (or use the one the caller
+    already set up); outside torchrun, yield a one-process context and do nothing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        world = dist.get_world_size()
+        if world == 1:
+            yield SINGLE
+            return
+        yield _context(dist, int(os.environ.get("LOCAL_RANK", "0") or 0))
+        return
+    if not launched():
+        yield SINGLE
+        return
+    if not dist.is_available():
+        raise AegenError("this PyTorch has no torch.distributed, so it cannot run under torchrun")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    try:
+        dist.init_process_group(backend)
+    except Exception as exc:  # a rendezvous that cannot be reached, a missing backend
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AegenError(f"cannot join the torchrun process group ({backend}): {first}") from None
+    ctx = _context(dist, local_rank)
+    failed = True
+    try:
+        with translate_failures(ctx):
+            yield ctx
+        failed = False
+    finally:
+        if not failed:  # after a failure the peers may be gone: just leave
+            with contextlib.suppress(Exception):
+                dist.barrier(group=ctx.cpu_group)  # no rank leaves while another still talks
+                dist.destroy_process_group()
+
+
+def _context(dist, local_rank: int) -> Context:
+    group = dist.group.WORLD
+    cpu_group = group if dist.get_backend(group) == "gloo" else dist.new_group(backend="gloo")
+    return Context(
+        rank=dist.get_rank(),
+        world=dist.get_world_size(),
+        local_rank=local_rank,
+        group=group,
+        cpu_group=cpu_group,
+    )
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """torchrun stops the other processes with SIGTERM when one fails: turn that into a
+    PeerFailure, so each says why in one line and files in progress are removed whole."""
+    if not launched() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        raise PeerFailure(
+            f"rank {env_rank()} of {env_world()}: stopped by SIGTERM (torchrun stops the other "
+            "processes when one fails; see its message above)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except BaseException:
+        # Failing already: torchrun's SIGTERM must not cut the one line that says why.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
+    signal.signal(signal.SIGTERM, previous)
+
+
+# --- synchronised batch norm -----------------------------------------------------------------
+
+
+def sync_batchnorm(model, ctx: Context):
+    """Batch norm layers that normalise with the statistics of the whole batch across ranks.
+
+    On CUDA this is torch.nn.SyncBatchNorm. PyTorch refuses SyncBatchNorm on CPU modules
+    ("SyncBatchNorm layers only work with GPU modules"), so on the CPU each layer becomes a
+    GlobalBatchNorm: the same state_dict keys, statistics all-reduced over gloo with autograd.
+    """
+    import torch
+
+    if not ctx.active:
+        return model
+    if next(model.parameters()).device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=ctx.group)
+    return _convert(model, ctx.batchnorm_group())
+
+
+def _convert(module, group):
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    cls = global_batchnorm_class()
+    if isinstance(module, _BatchNorm) and not isinstance(module, cls):
+        return cls(module, group)
+    for name, child in module.named_children():
+        replaced = _convert(child, group)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module
+
+
+@functools.cache
+def global_batchnorm_class():
+    """GlobalBatchNorm, built on first use so that importing this module needs no torch."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    class _Sum(torch.autograd.Function):
+        """The sum over ranks of a tensor; the gradient of each rank's part is the sum of the
+        ranks' gradients (every rank's loss depends on every part)."""
+
+        @staticmethod
+        def forward(ctx, tensor, group):
+            ctx.group = group
+            out = tensor.clone()
+            dist.all_reduce(out, group=group)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.clone()
+            dist.all_reduce(grad, group=ctx.group)
+            return grad, None
+
+    def all_reduce(tensor, group):
+        return _Sum.apply(tensor, group)
+
+    class GlobalBatchNorm(_BatchNorm):
+        """A BatchNorm{1,2,3}d whose training statistics span every rank's batch (CPU/gloo)."""
+
+        def __init__(self, source: _BatchNorm, group) -> None:
+            super().__init__(
+                source.num_features,
+                source.eps,
+                source.momentum,
+                source.affine,
+                source.track_running_stats,
+            )
+            self.group = group
+            self._expected_dim = source._check_input_dim
+            # Share, not copy: the optimizer and the checkpoint see the very same tensors.
+            if source.affine:
+                self.weight, self.bias = source.weight, source.bias
+            if source.track_running_stats:
+                self.running_mean = source.running_mean
+                self.running_var = source.running_var
+                self.num_batches_tracked = source.num_batches_tracked
+            self.training = source.training
+
+        def _check_input_dim(self, input):
+            self._expected_dim(input)
+
+        def forward(self, x):
+            self._check_input_dim(x)
+            use_batch = self.training or not self.track_running_stats
+            if not use_batch:
+                return super().forward(x)
+            dims = [0, *range(2, x.dim())]
+            local = x.new_full((1,), x.numel() // x.shape[1])  # images x pixels on this rank
+            sums = all_reduce(torch.cat([x.sum(dims), local]), group=self.group)
+            total, count = sums[:-1], sums[-1]
+            mean = total / count
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            centred = x - mean.view(shape)
+            var = all_reduce(centred.pow(2).sum(dims), group=self.group) / count
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    if self.momentum is None:
+                        factor = 1.0 / float(self.num_batches_tracked)
+                    else:
+                        factor = self.momentum
+                    n = float(count)
+                    unbiased = var.detach() * (n / max(n - 1, 1))
+                    self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                    self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+            out = centred * torch.rsqrt(var + self.eps).view(shape)
+            if self.affine:
+                out = out * self.weight.view(shape) + self.bias.view(shape)
+            return out
+
+    return GlobalBatchNorm
