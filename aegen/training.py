@@ -329,6 +329,7 @@ def _train(
                 model, device_ids=[dev.index] if dev.type == "cuda" else None
             )
     began = time.perf_counter()
+    saved = start  # epochs the checkpoint on disk holds
     try:
         for epoch in range(start, epochs):
             with distributed.translate_failures(ctx):  # a peer lost in DDP's own collectives
@@ -356,7 +357,9 @@ def _train(
                         **spread_state,
                     },
                 )
+                saved = epoch + 1
             ctx.barrier()  # the others wait until the checkpoint is whole
+            saved = epoch + 1
             reporter.info(f"epoch {epoch + 1}/{epochs}  loss {losses[-1]:.6f}  saved {out}")
     except KeyboardInterrupt:
         done = len(losses)
@@ -367,11 +370,10 @@ def _train(
         )
         raise
     except distributed.PeerFailure as exc:
-        done = len(losses)
         kept = (
-            f"{out} holds epoch {done}; continue with --resume {out}"
-            if done > start
-            else "nothing written"
+            f"{out} holds epoch {saved}; continue with --resume {out}"
+            if saved > start
+            else "no epoch ended"
         )
         raise distributed.PeerFailure(f"{exc}; {kept}") from None
     return TrainResult(

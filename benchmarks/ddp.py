@@ -7,7 +7,8 @@ objective) runs on ../shared/data/flowers17/train (720 images), or on --data:
 - 2 processes under torchrun with 1 thread each (OMP_NUM_THREADS=1): the same 2 cores.
 Throughput is images trained per second of the training loop (the `seconds` of `--json`: every
 epoch, checkpoint writes included; start-up and data loading excluded). The runs alternate and
-the median of --repeats is used. With data parallelism each process takes 16 images per step,
+the median of --repeats is used; the load average is printed, since other work on the machine
+distorts the figures. With data parallelism each process takes 16 images per step,
 so the two-process run takes half the steps per epoch at a global batch of 32.
 
     python benchmarks/ddp.py [--data DIR] [--epochs 2] [--repeats 3]
@@ -85,6 +86,7 @@ def main() -> None:
         "2 processes x 1 thread": (2, 1),
     }
     rates: dict[str, list[float]] = {name: [] for name in setups}
+    before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for name, (processes, threads) in setups.items():
@@ -93,6 +95,8 @@ def main() -> None:
                 )
     median = {name: statistics.median(values) for name, values in rates.items()}
     print(f"data {args.data}, {args.epochs} epochs, {args.repeats} repeats, {os.cpu_count()} CPUs")
+    # Other work on the machine distorts these figures (threads wait for a descheduled peer).
+    print(f"load average (1 min) before {before:.2f}, after {os.getloadavg()[0]:.2f}")
     for name, value in median.items():
         shown = ", ".join(f"{v:.1f}" for v in rates[name])
         print(f"{name:<24} {value:8.1f} images/s  (runs: {shown})")
