@@ -799,13 +799,23 @@ def build_app() -> typer.Typer:
 
 def _fail(message: str, code: int) -> None:
     """One line on stderr, whatever the message held, then exit. Under torchrun a usage error
-    is said by rank 0 alone (every rank meets the same one)."""
+    is said once, by rank 0: every rank meets the same one, so another rank first gives rank 0
+    time to say it (torchrun stops the others when rank 0 exits); it speaks only if still
+    running after that, i.e. if the error was its own."""
     from .distributed import env_rank
 
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    if code != 2 or env_rank() == 0:
-        print(lines[0] if lines else "aegen: error", file=sys.stderr, flush=True)
+    if code == 2 and env_rank() != 0:
+        import signal
+        import time
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        time.sleep(USAGE_GRACE_S)
+    print(lines[0] if lines else "aegen: error", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+USAGE_GRACE_S = 5.0
 
 
 DISTRIBUTED_COMMANDS = ("train", "generate", "walk")

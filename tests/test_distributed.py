@@ -266,3 +266,23 @@ def test_a_usage_error_is_said_once(image_folder, tmp_path):
     assert done.returncode != 0
     assert aegen_lines(done.stderr) == [f"aegen: error: {out} exists; use --force to overwrite it"]
     assert out.read_bytes() == b"keep me"
+
+
+def test_ranks_draw_their_own_objective_noise_and_rank_0_the_one_process_draws():
+    from aegen.training import _objective_generator
+
+    def draw(**kwargs):
+        return torch.randn(4, generator=_objective_generator(3, 1, "cpu", **kwargs))
+
+    assert torch.equal(draw(), draw(rank=0))
+    assert not torch.equal(draw(rank=0), draw(rank=1))
+
+
+def test_commands_that_cannot_be_shared_out_refuse_torchrun(cli, monkeypatch, tiny_checkpoint):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code, out, err = cli("info", tiny_checkpoint)
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        "aegen: error: `aegen info` does not run under torchrun; only train, generate, walk do"
+    )
