@@ -121,10 +121,7 @@ class Context:
                 dist.gather_object(mine, pieces, dst=0, group=self.cpu_group)
         if pieces is None:
             return None
-        shape = next(p.shape[1:] for _, p in pieces if len(p)) if any(
-            len(p) for _, p in pieces
-        ) else part.shape[1:]
-        full = torch.empty((n, *shape), dtype=part.dtype)
+        full = torch.empty((n, *part.shape[1:]), dtype=part.dtype)  # ranks' rows share a shape
         for rows, values in pieces:
             if rows:
                 full[torch.tensor(rows)] = values
