@@ -8,4 +8,4 @@ set -euo pipefail
 data=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}/train-images-idx3-ubyte.gz
 out=${1:-default.safetensors}
 aegen train "$data" --arch unet --set width=16 --set depth=3 --size 32 \
-    --objective denoise --epochs 12 --batch-size 64 --lr 1e-3 --seed 0 --out "$out" --force
+    --objective denoise --epochs 9 --batch-size 64 --lr 1e-3 --seed 0 --out "$out" --force
