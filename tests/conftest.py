@@ -107,6 +107,14 @@ def run_aegen(
     )
 
 
+def as_foreground() -> None:
+    """preexec_fn for a child that a test will Ctrl-C: a shell starts background jobs (a CI
+    runner under `nohup ... &`) with SIGINT ignored, and the child would inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def make_distribution(site: Path, dist: str, module: str, code: str, version: str = "1.0") -> None:
     """Lay out a real installed distribution (dist-info with entry points) in `site`."""
     (site / f"{module}.py").write_text(textwrap.dedent(code))

@@ -14,7 +14,7 @@ from aegen.data import find_images, load_images
 from aegen.errors import DataError, UsageError
 from aegen.training import train
 
-from .conftest import SIZE, TINY, make_images, run_aegen
+from .conftest import SIZE, TINY, as_foreground, make_images, run_aegen
 
 FAST = dict(config=TINY, size=SIZE, batch_size=8, device="cpu")
 
@@ -262,6 +262,7 @@ def test_ctrl_c_during_training_keeps_a_resumable_checkpoint(image_folder, tmp_p
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=as_foreground,
     )
     for line in proc.stderr:  # wait for the first finished epoch
         if line.startswith("epoch 1/"):

@@ -21,7 +21,7 @@ from aegen.errors import ConfigError
 from aegen.models import batch_statistics
 from aegen.walkstats import WalkStats
 
-from .conftest import aegen_script, make_images, run_aegen
+from .conftest import aegen_script, as_foreground, make_images, run_aegen
 
 SHAPE = (3, 16, 16)
 
@@ -253,6 +253,7 @@ def test_ctrl_c_closes_the_video_so_it_plays(tiny_checkpoint, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_foreground,
     )
     deadline = time.time() + 120
     while not list(tmp_path.glob(".walk.mp4.*")) and time.time() < deadline:
@@ -289,6 +290,7 @@ def test_ctrl_c_during_generate_exits_130_and_keeps_the_video(tiny_checkpoint, t
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_foreground,
     )
     deadline = time.time() + 120
     while not list(tmp_path.glob(".gen.mp4.*")) and time.time() < deadline:
