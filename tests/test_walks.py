@@ -11,6 +11,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import imageio_ffmpeg
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -189,6 +190,35 @@ def test_video_sides_are_even_and_scale_is_honoured(tiny_checkpoint, tmp_path, c
         for step in (1, 2):
             record(step, torch.rand(1, 3, 15, 15))
     assert mp4_facts(tmp_path / "odd.mp4")["size"] == (16, 16)  # padded to even sides
+
+
+def test_a_grey_batch_is_recorded_as_a_grey_video_with_its_picture(tmp_path):
+    from aegen.recording import Recorder
+
+    batch = torch.zeros(4, 1, 8, 8)
+    batch[0] = 1.0  # one white image among black ones
+    with Recorder(steps=1, count=4, size=8, video=tmp_path / "g.mp4", scale=2) as record:
+        record(1, batch)
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "g.mp4"))
+    assert next(reader)["size"] == (44, 44)  # (2 + 2 * 10) * 2
+    frame = np.frombuffer(next(reader), np.uint8).reshape(44, 44, 3).astype(int)
+    reader.close()
+    assert (frame.max(axis=2) - frame.min(axis=2)).max() <= 2  # no colour cast
+    assert frame[4:20, 4:20].mean() > 240 and frame[4:20, 24:40].mean() < 15
+
+
+def test_a_failing_encoder_is_one_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    import imageio_ffmpeg
+
+    from aegen.errors import AegenError
+    from aegen.recording import Recorder
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: "false")  # exits at once
+    with pytest.raises(AegenError, match="video encoder"):
+        with Recorder(steps=50, count=1, size=64, video=tmp_path / "v.mp4", scale=4) as record:
+            for step in range(1, 51):
+                record(step, torch.rand(1, 3, 64, 64))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_walk_inputs_are_resized_and_converted(tiny_checkpoint, grey_folder, tmp_path, cli):
