@@ -15,7 +15,7 @@ from .errors import UsageError
 from .files import refuse_overwrite
 from .media import save_grid
 from .representation import layer_names, represent
-from .runs import load_model
+from .runs import fast_model, load_model
 
 
 def denoise_files(
@@ -30,10 +30,13 @@ def denoise_files(
     batch_size: int = 16,
     device: str = "auto",
     running_stats: bool = False,
+    precision: str = "auto",
+    compile: bool = False,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Measure how much the model denoises each input under each corruption."""
+    """Measure how much the model denoises each input under each corruption (on the fast path
+    that `precision` and `compile` choose, as for `generate_files`)."""
     reporter = reporter or Reporter(quiet=True)
     for corruption in corruptions:
         corruption.check()
@@ -42,11 +45,12 @@ def denoise_files(
     if out is not None:
         refuse_overwrite([out], force)
     loaded, dev = load_model(checkpoint, device, reporter)
+    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
     info = loaded.info
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=limit)
     reporter.info(f"denoising {len(images)} image(s) under {len(corruptions)} setting(s)")
     results = measure_denoising(
-        loaded.model,
+        model,
         images,
         corruptions,
         seed=seed,
@@ -86,6 +90,7 @@ def denoise_files(
         "checkpoint": str(loaded.info.path),
         "images": len(images),
         "seed": seed,
+        "fast_path": fast.as_json(),
         "settings": settings,
         "grid": str(out) if out else None,
     }

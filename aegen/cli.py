@@ -24,6 +24,20 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")
 Seed = Annotated[
     int | None, typer.Option("--seed", help="Seed for every random draw (random if omitted).")
 ]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto, fp32, bf16 or fp16. auto takes bf16 where the device computes it natively "
+        "and the model stays within tolerance of fp32, else fp32 (see: aegen info --device).",
+    ),
+]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the model: faster steps after a slow first one."
+    ),
+]
 
 
 def _reporter(quiet: bool):
@@ -113,6 +127,15 @@ def train_command(
             "(docs/scaling.md). No effect in one process.",
         ),
     ] = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="auto, fp32, bf16 or fp16 for the forward pass (weights and optimizer stay "
+            "fp32). [default: auto, or the resumed run's]",
+        ),
+    ] = None,
+    compile_: Compile = False,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -154,6 +177,8 @@ def train_command(
         objective=objective,
         objective_options=parse_assignments(option or [], "--option"),
         sync_bn=sync_bn,
+        precision=precision,
+        compile=compile_,
         force=force,
         reporter=_reporter(quiet),
     )
@@ -250,6 +275,8 @@ def generate_command(
     every: Every = None,
     running_stats: RunningStats = False,
     device: Device = "auto",
+    precision: Precision = "auto",
+    compile_: Compile = False,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -288,6 +315,8 @@ def generate_command(
         seed=seed,
         device=device,
         running_stats=running_stats,
+        precision=precision,
+        compile=compile_,
         reporter=_reporter(quiet),
     )
     _emit(report, as_json, report["written"] + _media(report))
@@ -349,6 +378,8 @@ def walk_command(
     ] = 1e-3,
     running_stats: RunningStats = False,
     device: Device = "auto",
+    precision: Precision = "auto",
+    compile_: Compile = False,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -397,6 +428,8 @@ def walk_command(
         tolerance=tolerance,
         device=device,
         running_stats=running_stats,
+        precision=precision,
+        compile=compile_,
         reporter=_reporter(quiet),
     )
     lines = report["written"] + _media(report)
@@ -465,6 +498,8 @@ def denoise_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per pass.")] = 16,
     running_stats: RunningStats = False,
     device: Device = "auto",
+    precision: Precision = "auto",
+    compile_: Compile = False,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -498,6 +533,8 @@ def denoise_command(
         batch_size=batch_size,
         device=device,
         running_stats=running_stats,
+        precision=precision,
+        compile=compile_,
         force=force,
         reporter=_reporter(quiet),
     )
@@ -710,16 +747,33 @@ def info_command(
             help="Checkpoint (.safetensors). [default: the shipped default model]",
         ),
     ] = None,
+    device: Annotated[
+        bool,
+        typer.Option(
+            "--device",
+            help="Instead: this machine's device, and the fast path --precision auto picks "
+            "for the checkpoint, and why.",
+        ),
+    ] = False,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Show a checkpoint's architecture, config, parameter count, image shape and provenance.
 
-    Reads only the file's header: fast even for large models.
+    Reads only the file's header: fast even for large models. With --device, loads the model
+    and shows what --precision auto chooses for it on this machine, and why.
+
+    \b
+    Examples:
+      aegen info model.safetensors
+      aegen info --device            # the default model on this machine's fast path
     """
     from .checkpoint import read_checkpoint_info
     from .defaults import resolve_checkpoint
 
+    if device:
+        _device_info(checkpoint, as_json, quiet)
+        return
     info = read_checkpoint_info(resolve_checkpoint(checkpoint, _reporter(quiet))).as_json()
     if as_json:
         print(json.dumps(info, indent=2))
@@ -735,6 +789,34 @@ def info_command(
         f"resumable     {'yes' if info['resumable'] else 'no'}",
     ]
     lines += [f"{key:<14}{value}" for key, value in sorted(info["provenance"].items())]
+    print("\n".join(lines))
+
+
+def _device_info(checkpoint: Path | None, as_json: bool, quiet: bool) -> None:
+    from .precision import describe
+    from .runs import load_model
+
+    reporter = _reporter(quiet)
+    loaded, dev = load_model(checkpoint, "auto", reporter)
+    info = loaded.info
+    report = describe(dev, loaded.model, (info.channels, info.size, info.size))
+    report["checkpoint"] = str(info.path)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    auto = report["auto"]
+    layout = ", channels-last" if auto["channels_last"] else ""
+    lines = [
+        f"device        {report['device']} (torch {report['torch']}"
+        + (f", {report['threads']} threads)" if report["threads"] else ")"),
+        f"native bf16   {'yes' if report['native_bf16'] else 'no'}: {report['why']}",
+        f"checkpoint    {report['checkpoint']}",
+    ]
+    lines += [
+        f"{name:<14}max |diff| vs fp32 {check['max_diff']:.4f} (tolerance {check['tolerance']})"
+        for name, check in report.get("model", {}).items()
+    ]
+    lines.append(f"auto picks    {auto['precision']}{layout}: {auto['reason']}")
     print("\n".join(lines))
 
 

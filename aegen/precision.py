@@ -117,7 +117,8 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False) 
     return FastPath(precision, channels_last, compile, device_type, reason)
 
 
-def _to_memory_format(x: Any, channels_last: bool) -> Any:
+def to_memory_format(x: Any, channels_last: bool) -> Any:
+    """An image batch in channels-last layout when asked (anything else as it is)."""
     import torch
 
     if channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
@@ -164,7 +165,7 @@ def _fast_module_class():
 
         def _call(self, fn: Any, x: Any) -> Any:
             with self.fast.autocast():
-                return _back_to_fp32(fn(_to_memory_format(x, self.fast.channels_last)))
+                return _back_to_fp32(fn(to_memory_format(x, self.fast.channels_last)))
 
         def forward(self, x: Any) -> Any:
             return self._call(self._forward, x)
@@ -187,6 +188,102 @@ def FastModel(inner: Any, fast: FastPath) -> Any:  # noqa: N802  (a class made o
 
 
 _FAST_MODEL: Any = None
+
+
+PROBE_BATCH = 16
+
+
+def for_model(fast: FastPath, model: Any) -> FastPath:
+    """`fast` without channels-last for a model with no 2-D convolutions (an MLP), where the
+    layout would only add a copy."""
+    import dataclasses
+
+    import torch
+
+    if fast.channels_last and not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return dataclasses.replace(fast, channels_last=False)
+    return fast
+
+
+def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: Any,
+              running_stats: bool = False) -> float:
+    """Largest per-pixel difference between `fast` and fp32 NCHW on one fixed probe batch
+    (uniform pixels, batch statistics as in sampling): what `auto` checks per model."""
+    import dataclasses
+
+    import torch
+
+    from .models import sampling_mode
+
+    x = torch.rand((PROBE_BATCH, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    plain = dataclasses.replace(fast, compile=False)
+    with torch.inference_mode(), sampling_mode(model, running_stats):
+        reference = model(x).float()
+        out = accelerate(model, plain)(x)
+        model.to(memory_format=torch.contiguous_format)  # accelerate converts in place
+    return (out - reference).abs().max().item()
+
+
+def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
+            shape: tuple[int, int, int], running_stats: bool = False) -> tuple[Any, FastPath]:
+    """Choose the fast path for this model on this device and wrap the model in it.
+
+    `auto` keeps bf16 only if this model's output stays within TOLERANCE["bf16"] of fp32 on a
+    probe batch; otherwise it falls back to fp32 and says why in `FastPath.reason`. A precision
+    asked for explicitly is used as asked; its measured deviation is in the reason."""
+    import dataclasses
+
+    fast = for_model(choose(precision, device, compile), model)
+    if fast.precision != "fp32":
+        gap = deviation(model, fast, shape, device, running_stats)
+        limit = TOLERANCE[fast.precision]
+        if gap > limit and precision == "auto":
+            fast = dataclasses.replace(
+                fast,
+                precision="fp32",
+                channels_last=for_model(choose("fp32", device), model).channels_last,
+                reason=(
+                    f"auto: fp32, because this model's output under {fast.precision} differs "
+                    f"from fp32 by up to {gap:.3f}, over the tolerance {limit}"
+                ),
+            )
+        else:
+            verdict = "within" if gap <= limit else "OVER"
+            fast = dataclasses.replace(
+                fast,
+                reason=f"{fast.reason}; this model: max |diff| {gap:.4f} vs fp32, "
+                f"{verdict} the tolerance {limit}",
+            )
+    return accelerate(model, fast), fast
+
+
+def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None = None,
+             ) -> dict[str, Any]:
+    """What `auto` chooses on this machine and why; with a model, also the per-model check
+    (the model's bf16/fp16 deviation from fp32 on the probe batch), for `aegen info --device`."""
+    import torch
+
+    device_type = torch.device(device).type
+    fast, why = native_bf16(device_type)
+    report: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads() if device_type == "cpu" else None,
+        "native_bf16": fast,
+        "why": why,
+        "auto": choose("auto", device).as_json(),
+    }
+    if model is not None and shape is not None:
+        candidates = [p for p in ("bf16", "fp16") if supported(p, device_type)[0]]
+        report["model"] = {
+            p: {
+                "max_diff": deviation(model, for_model(choose(p, device), model), shape, device),
+                "tolerance": TOLERANCE[p],
+            }
+            for p in candidates
+        }
+        report["auto"] = prepare(model, device, "auto", shape=shape)[1].as_json()
+    return report
 
 
 def unwrap(model: Any) -> Any:

@@ -123,6 +123,22 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
     return loaded, dev
 
 
+def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
+               reporter: Reporter):
+    """The loaded model on its fast path (`--precision`, `--compile`), saying which and why."""
+    from .precision import prepare
+
+    info = loaded.info
+    model, fast = prepare(
+        loaded.model, dev, precision, compile, shape=(info.channels, info.size, info.size),
+        running_stats=running_stats,
+    )
+    extras = [x for x, on in (("channels-last", fast.channels_last), ("compiled", fast.compile))
+              if on]
+    reporter.info(f"fast path: {', '.join([fast.precision, *extras])} ({fast.reason})")
+    return model, fast
+
+
 def _read_info(checkpoint: str | os.PathLike | None):
     from .checkpoint import read_checkpoint_info
 
@@ -235,9 +251,14 @@ def generate_files(
     seed: int | None = None,
     device: str = "auto",
     running_stats: bool = False,
+    precision: str = "auto",
+    compile: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Sample `n` images from a checkpoint and write them; returns the JSON report.
+
+    `precision` and `compile` choose the fast path (aegen/precision.py): `auto` takes bf16
+    where the device computes it natively and this model stays within tolerance of fp32.
 
     Under torchrun the batches are shared out between the processes (docs/scaling.md); the
     files are those one process writes with the same settings."""
@@ -255,6 +276,8 @@ def generate_files(
             seed=seed,
             device=distributed.device_for(where, ctx),
             running_stats=running_stats,
+            precision=precision,
+            compile=compile,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
 
@@ -272,6 +295,8 @@ def _generate_files(
     seed: int | None,
     device,
     running_stats: bool,
+    precision: str,
+    compile: bool,
     reporter: Reporter,
 ) -> dict[str, Any]:
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
@@ -285,6 +310,7 @@ def _generate_files(
     options = _checked_options(sampler, options, header, reporter)
     ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
+    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
     info = loaded.info
     reporter.info(
         f"sampling {n} image(s) with {sampler!r}, {steps} steps, seeds {seed}..{seeds[-1]}"
@@ -295,7 +321,7 @@ def _generate_files(
         plan,
         reporter,
         ctx=ctx,
-        model=loaded.model,
+        model=model,
         sampler=sampler,
         shape=(info.channels, info.size, info.size),
         n=n,
@@ -318,6 +344,7 @@ def _generate_files(
         "seed": seed,
         "seeds": seeds,
         "device": dev.type,
+        "fast_path": fast.as_json(),
         "grid": str(plan.grid) if plan.grid else None,
         "images": [
             {"index": i, "seed": s, "path": str(plan.singles[i]) if plan.singles else None}
@@ -344,9 +371,13 @@ def walk_files(
     tolerance: float = 1e-3,
     device: str = "auto",
     running_stats: bool = False,
+    precision: str = "auto",
+    compile: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Walk from images (given, or made by the schedule sampler) and record the walk.
+
+    `precision` and `compile` choose the fast path, as for `generate_files`.
 
     Under torchrun the chains are shared out by batch, as in `generate_files`."""
     where = pick_device(device) if distributed.launched() else device
@@ -367,6 +398,8 @@ def walk_files(
             tolerance=tolerance,
             device=distributed.device_for(where, ctx),
             running_stats=running_stats,
+            precision=precision,
+            compile=compile,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
 
@@ -388,6 +421,8 @@ def _walk_files(
     tolerance: float,
     device,
     running_stats: bool,
+    precision: str,
+    compile: bool,
     reporter: Reporter,
 ) -> dict[str, Any]:
     from .walkstats import WalkStats
@@ -405,6 +440,7 @@ def _walk_files(
     options = _checked_options(sampler, options, header, reporter)
     ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
+    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
     info = loaded.info
     shape = (info.channels, info.size, info.size)
     if inputs:
@@ -417,7 +453,7 @@ def _walk_files(
             f"making {n} starting image(s) with the schedule sampler, {start_steps} steps"
         )
         start = generate(
-            loaded.model,
+            model,
             DEFAULT_SAMPLER,
             shape=shape,
             n=n,
@@ -445,7 +481,7 @@ def _walk_files(
         extra=tracker.update if tracker else None,
         ctx=ctx,
         need_frames=stats,
-        model=loaded.model,
+        model=model,
         sampler=sampler,
         shape=shape,
         n=n,
@@ -475,6 +511,7 @@ def _walk_files(
         "seed": seed,
         "seeds": seeds,
         "device": dev.type,
+        "fast_path": fast.as_json(),
         "start": origin,
         "grid": str(plan.grid) if plan.grid else None,
         **plan.recorder.written(),

@@ -120,6 +120,8 @@ def train(
     objective: str | None = None,
     objective_options: Mapping[str, Any] | None = None,
     sync_bn: bool = False,
+    precision: str | None = None,
+    compile: bool = False,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -135,6 +137,10 @@ def train(
     per process, each rank trains on its shard of every epoch, `sync_bn` makes batch norm use
     the statistics of all ranks' batches, and rank 0 alone writes the checkpoint (see
     docs/scaling.md). In one process `sync_bn` changes nothing.
+
+    `precision` (auto | fp32 | bf16 | fp16; default auto, or the resumed run's) runs the forward
+    pass under autocast, with weights, optimizer and loss in fp32; channels-last and `compile`
+    as in aegen/precision.py. The precision is stored in the training state.
     """
     # Under torchrun the device picks the backend; otherwise it is resolved where it always was.
     where = pick_device(device) if distributed.launched() else device
@@ -157,6 +163,8 @@ def train(
             objective=objective,
             objective_options=objective_options,
             sync_bn=sync_bn,
+            precision=precision,
+            compile=compile,
             force=force,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
@@ -181,10 +189,14 @@ def _train(
     objective,
     objective_options,
     sync_bn,
+    precision,
+    compile,
     force,
     reporter,
 ) -> TrainResult:
     import torch
+
+    from .precision import choose, for_model
     out = Path(out)
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
@@ -217,6 +229,8 @@ def _train(
         if objective_options:
             raise UsageError("--option cannot change the objective of a resumed run")
         objective, objective_options = saved_objective["name"], saved_objective["options"]
+        if precision is None:  # continue as the run began (fp32 before precisions existed)
+            precision = state.get("precision", "fp32")
         architecture, size, channels = info.architecture, info.size, info.channels
         batch_size, lr, seed = state["batch_size"], state["lr"], state["seed"]
         resumed_config = dict(info.config)
@@ -238,6 +252,7 @@ def _train(
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device) if isinstance(device, str) else device
+    fast = choose(precision or "auto", dev, compile)
     goal = resolve_objective(objective, objective_options)
     make_input = get_registry().objective(goal["name"]).fn
 
@@ -247,7 +262,7 @@ def _train(
     else:
         config_values = resolve_config(architecture, config or {}, channels or 3, size)
     with torch.device("meta"):
-        build_model(architecture, config_values)
+        fast = for_model(fast, build_model(architecture, config_values))
 
     with reporter.task("reading images", total=None) as task:
         images = load_data(data, size, channels, source, on_image=task.advance)
@@ -271,6 +286,13 @@ def _train(
             f"{resume} was trained on {info.provenance['images']} images, {data} has "
             f"{count}: the result will differ from an uninterrupted run"
         )
+    path_state = {"precision": fast.precision, "channels_last": fast.channels_last}
+    saved_path = {k: state.get(k, v) for k, v in (("precision", "fp32"), ("channels_last", False))}
+    if resume is not None and saved_path != path_state:
+        reporter.warn(
+            f"{resume} was trained with {_path_words(saved_path)}, this run uses "
+            f"{_path_words(path_state)}: the result will differ from an uninterrupted run"
+        )
     spread = state.get("processes", 1), state.get("sync_bn", False)
     if resume is not None and spread != (ctx.world, sync_bn and ctx.active):
         reporter.warn(
@@ -284,7 +306,8 @@ def _train(
     )
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
-        f"on {where if ctx.active else dev.type}, objective {goal['name']}, seed {seed}"
+        f"on {where if ctx.active else dev.type}, objective {goal['name']}, seed {seed}, "
+        f"{_path_words(path_state)}{', compiled' if fast.compile else ''} ({fast.reason})"
     )
 
     if resume is not None:
@@ -296,6 +319,8 @@ def _train(
     check_batch_statistics(model, batch_size, "raise --batch-size")
     if ctx.active and sync_bn:
         model = distributed.sync_batchnorm(model, ctx)
+    if fast.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # the checkpoint stays contiguous
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume is not None:
         try:
@@ -314,6 +339,7 @@ def _train(
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,
+        **path_state,
         "aegen_version": __version__,
     }
     spread_state: dict[str, Any] = {}
@@ -336,7 +362,7 @@ def _train(
                 losses.append(
                     _train_epoch(
                         model, optimizer, images.images, batch_size, seed, epoch, epochs, dev,
-                        reporter, goal, make_input, ctx,
+                        reporter, goal, make_input, ctx, fast,
                     )
                 )
             if ctx.main:
@@ -354,6 +380,7 @@ def _train(
                         "batch_size": batch_size,
                         "lr": lr,
                         "losses": losses,
+                        **path_state,
                         **spread_state,
                     },
                 )
@@ -391,14 +418,23 @@ def _train(
     )
 
 
+def _path_words(path: Mapping[str, Any]) -> str:
+    return path["precision"] + (", channels-last" if path["channels_last"] else "")
+
+
 def _train_epoch(
     model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input,
-    ctx=distributed.SINGLE,
+    ctx=distributed.SINGLE, fast=None,
 ):
     """One pass over this rank's share of the data, in the order fixed by (seed, epoch);
-    returns the mean loss (over all ranks)."""
+    returns the mean loss (over all ranks). The forward pass runs on `fast`'s precision and
+    memory format; the loss is taken in fp32."""
     import torch
     import torch.nn.functional as F
+
+    from .precision import choose, to_memory_format
+
+    fast = fast or choose("fp32", device)
 
     # The last partial batch is dropped, as in the seed.
     order = epoch_shard(len(pixels), batch_size, seed, epoch, ctx.rank, ctx.world)
@@ -423,7 +459,9 @@ def _train_epoch(
                     f"objective {name!r} (plugin {goal['plugin']!r}) must return a tensor of "
                     f"shape {list(x.shape)}"
                 )
-            loss = F.mse_loss(model(given), x)
+            with fast.autocast():
+                output = model(to_memory_format(given, fast.channels_last))
+            loss = F.mse_loss(output.float(), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -13,6 +13,7 @@ The same figures for 256 real test images form the reference row.
     apt-get install dataset-fashion-mnist
     python benchmarks/quality.py [--checkpoint PATH] [--classifier-epochs 6] [--judge judge.pt]
         [--schedule cosine] [--steps 200]     # to try other sampling settings
+        [--precision fp32,auto]   # each precision, and the differences from the first
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main() -> None:
                         help="cache file for the trained classifier (reused if it exists)")
     parser.add_argument("--schedule", default=None, help="try another schedule than the default")
     parser.add_argument("--steps", type=int, default=None, help="try another step count")
+    parser.add_argument("--precision", default="auto",
+                        help="aegen's --precision; a comma list (e.g. fp32,auto) measures each "
+                             "and prints the differences from the first in percentage points")
     args = parser.parse_args()
 
     from PIL import Image
@@ -96,6 +100,7 @@ def main() -> None:
     from aegen.checkpoint import load_checkpoint
     from aegen.defaults import resolve_checkpoint
     from aegen.denoising import Corruption, measure_denoising
+    from aegen.precision import prepare
     from aegen.runs import Outputs, generate_files
 
     began = time.perf_counter()
@@ -117,16 +122,6 @@ def main() -> None:
     accuracy = (confidences(judge, test_x)[1] == test_y).float().mean().item()
     print(f"  judge accuracy on the 10,000 test images: {accuracy:.3f}")
 
-    with tempfile.TemporaryDirectory() as folder:
-        options = {"schedule": args.schedule} if args.schedule else {}
-        steps = {"steps": args.steps} if args.steps else {}
-        report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=args.samples,
-                                seed=0, device="cpu", options=options, **steps)
-        samples = torch.stack([pil_to_tensor(Image.open(i["path"]).convert("L"))
-                               for i in report["images"]]).float() / 255
-    print(f"sampled {len(samples)} images with aegen generate's defaults: sampler "
-          f"{report['sampler']}, {report['options']}, {report['steps']} steps")
-
     reference = test_x[: args.samples]
     p5 = torch.quantile(nearest_distances(test_x[:1000], train_x), 0.05).item()
 
@@ -137,16 +132,49 @@ def main() -> None:
                 "classes": sorted(set(label[conf >= 0.9].tolist())),
                 "novel": (near >= p5).float().mean().item()}
 
-    generated, real = row(samples), row(reference)
-    model = load_checkpoint(checkpoint).model
-    (denoise,) = measure_denoising(model, test_x[:1000], [Corruption("gaussian", alpha=0.5)],
-                                   seed=0, batch_size=16)
-    closer = sum(denoise.closer) / len(denoise.closer)
+    options = {"schedule": args.schedule} if args.schedule else {}
+    steps = {"steps": args.steps} if args.steps else {}
+    results = {}
+    for precision in args.precision.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=args.samples,
+                                    seed=0, device="cpu", options=options, precision=precision,
+                                    **steps)
+            samples = torch.stack([pil_to_tensor(Image.open(i["path"]).convert("L"))
+                                   for i in report["images"]]).float() / 255
+        fast = report["fast_path"]
+        print(f"sampled {len(samples)} images with aegen generate's defaults: sampler "
+              f"{report['sampler']}, {report['options']}, {report['steps']} steps, "
+              f"--precision {precision} -> {fast['precision']}"
+              f"{', channels-last' if fast['channels_last'] else ''}")
+        loaded = load_checkpoint(checkpoint)
+        shape = (loaded.info.channels, size, size)
+        model, _ = prepare(loaded.model, "cpu", precision, shape=shape)
+        (denoise,) = measure_denoising(model, test_x[:1000], [Corruption("gaussian", alpha=0.5)],
+                                       seed=0, batch_size=16)
+        results[precision] = (row(samples), sum(denoise.closer) / len(denoise.closer))
+    real = row(reference)
+
     print(f"\n5th percentile of test-to-train nearest distances: {p5:.3f}")
-    print(f"{'':16} {'confident>=0.9':>15} {'classes (conf.)':>16} {'novel':>8}")
-    for name, r in (("aegen samples", generated), ("real test images", real)):
-        print(f"{name:16} {r['confident']:>15.1%} {len(r['classes']):>13}/10 {r['novel']:>8.1%}")
-    print(f"denoising, gaussian alpha 0.5, 1000 test images: output closer for {closer:.1%}")
+    print(f"{'':24} {'confident>=0.9':>15} {'classes (conf.)':>16} {'novel':>8} {'denoised':>9}")
+    for precision, (r, closer) in results.items():
+        print(f"{'aegen samples, ' + precision:24} {r['confident']:>15.1%} "
+              f"{len(r['classes']):>13}/10 {r['novel']:>8.1%} {closer:>9.1%}")
+    r = real
+    print(f"{'real test images':24} {r['confident']:>15.1%} {len(r['classes']):>13}/10 "
+          f"{r['novel']:>8.1%}")
+    first, *others = results
+    for precision in others:
+        (a, ca), (b, cb) = results[first], results[precision]
+        gap = 100 * (b["confident"] - a["confident"])
+        print(f"{precision} - {first}: confident {gap:+.1f} pp, "
+              f"classes {len(b['classes']) - len(a['classes']):+d}, "
+              f"novel {100 * (b['novel'] - a['novel']):+.1f} pp, "
+              f"denoised {100 * (cb - ca):+.1f} pp")
+    judged = "auto" if "auto" in results else first  # the targets are for the defaults
+    generated, closer = results[judged]
+    print(f"targets judged on --precision {judged}")
+    print("denoising: gaussian alpha 0.5 on 1000 test images, share whose output is closer")
     print("targets: confident >= 80% with all 10 classes; novel >= 95%; denoising >= 95%")
     met = (generated["confident"] >= 0.8 and len(generated["classes"]) == 10
            and generated["novel"] >= 0.95 and closer >= 0.95)
