@@ -94,6 +94,14 @@ def train_command(
     lr: Annotated[
         float | None, typer.Option("--lr", help="Adam learning rate. [default: 1e-4]")
     ] = None,
+    lr_schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--lr-schedule",
+            help="constant (the seed's) or cosine: from --lr down to 0 at the last epoch. "
+            "[default: constant, or the resumed run's]",
+        ),
+    ] = None,
     seed: Seed = None,
     device: Device = "auto",
     source: Annotated[
@@ -152,6 +160,7 @@ def train_command(
       aegen train ./photos --arch unet --size 64 --epochs 20 --out model.safetensors
       aegen train ./photos --set width=32 --set depth=3 --seed 0
       aegen train ./photos --objective denoise -O mu=0.5 -O sigma=0.25
+      aegen train ./photos --epochs 12 --lr 1e-3 --lr-schedule cosine --precision bf16
       aegen train ./photos --resume model.safetensors --epochs 40
       torchrun --nproc-per-node 4 $(command -v aegen) train ./photos --sync-bn --epochs 40
     """
@@ -170,6 +179,7 @@ def train_command(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        lr_schedule=lr_schedule,
         seed=seed,
         device=device,
         resume=resume,

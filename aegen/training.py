@@ -122,6 +122,7 @@ def train(
     sync_bn: bool = False,
     precision: str | None = None,
     compile: bool = False,
+    lr_schedule: str | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -141,6 +142,9 @@ def train(
     `precision` (auto | fp32 | bf16 | fp16; default auto, or the resumed run's) runs the forward
     pass under autocast, with weights, optimizer and loss in fp32; channels-last and `compile`
     as in aegen/precision.py. The precision is stored in the training state.
+
+    `lr_schedule` "constant" (default; the seed's) keeps `lr`; "cosine" lowers it along a half
+    cosine from `lr` at the first step to 0 after the last step of epoch `epochs`.
     """
     # Under torchrun the device picks the backend; otherwise it is resolved where it always was.
     where = pick_device(device) if distributed.launched() else device
@@ -165,6 +169,7 @@ def train(
             sync_bn=sync_bn,
             precision=precision,
             compile=compile,
+            lr_schedule=lr_schedule,
             force=force,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
@@ -191,6 +196,7 @@ def _train(
     sync_bn,
     precision,
     compile,
+    lr_schedule,
     force,
     reporter,
 ) -> TrainResult:
@@ -231,6 +237,18 @@ def _train(
         objective, objective_options = saved_objective["name"], saved_objective["options"]
         if precision is None:  # continue as the run began (fp32 before precisions existed)
             precision = state.get("precision", "fp32")
+        saved_schedule = state.get("lr_schedule", "constant")
+        if lr_schedule is not None and lr_schedule != saved_schedule:
+            raise UsageError(
+                f"--lr-schedule {lr_schedule} differs from the resumed run's {saved_schedule}"
+            )
+        lr_schedule = saved_schedule
+        if lr_schedule != "constant" and state.get("planned_epochs", epochs) != epochs:
+            reporter.warn(
+                f"the {lr_schedule} learning-rate schedule of {resume} was planned for "
+                f"{state.get('planned_epochs')} epochs; stretched to {epochs}, the rate "
+                "jumps and the result differs from an uninterrupted run"
+            )
         architecture, size, channels = info.architecture, info.size, info.channels
         batch_size, lr, seed = state["batch_size"], state["lr"], state["seed"]
         resumed_config = dict(info.config)
@@ -249,6 +267,11 @@ def _train(
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if batch_size < 1 or size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UsageError("--batch-size, --size and --lr must be positive")
+    lr_schedule = lr_schedule or "constant"
+    if lr_schedule not in LR_SCHEDULES:
+        raise UsageError(
+            f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}; got {lr_schedule!r}"
+        )
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device) if isinstance(device, str) else device
@@ -287,6 +310,11 @@ def _train(
             f"{count}: the result will differ from an uninterrupted run"
         )
     path_state = {"precision": fast.precision, "channels_last": fast.channels_last}
+    # Only a non-constant schedule is recorded: constant-rate checkpoints stay what they were.
+    schedule_state = (
+        {} if lr_schedule == "constant"
+        else {"lr_schedule": lr_schedule, "planned_epochs": epochs}
+    )
     saved_path = {k: state.get(k, v) for k, v in (("precision", "fp32"), ("channels_last", False))}
     if resume is not None and saved_path != path_state:
         reporter.warn(
@@ -339,6 +367,7 @@ def _train(
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,
+        **schedule_state,
         **path_state,
         "aegen_version": __version__,
     }
@@ -363,6 +392,7 @@ def _train(
                     _train_epoch(
                         model, optimizer, images.images, batch_size, seed, epoch, epochs, dev,
                         reporter, goal, make_input, ctx, fast,
+                        lambda done: learning_rate(lr, lr_schedule, done, epochs),
                     )
                 )
             if ctx.main:
@@ -380,6 +410,7 @@ def _train(
                         "batch_size": batch_size,
                         "lr": lr,
                         "losses": losses,
+                        **schedule_state,
                         **path_state,
                         **spread_state,
                     },
@@ -418,13 +449,24 @@ def _train(
     )
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(lr: float, schedule: str, epochs_done: float, epochs: int) -> float:
+    """The rate for a step taken after `epochs_done` epochs (fractional) of `epochs`: a pure
+    function of progress, so a resumed run continues the schedule exactly."""
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(epochs_done / epochs, 1.0)))
+    return lr
+
+
 def _path_words(path: Mapping[str, Any]) -> str:
     return path["precision"] + (", channels-last" if path["channels_last"] else "")
 
 
 def _train_epoch(
     model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input,
-    ctx=distributed.SINGLE, fast=None,
+    ctx=distributed.SINGLE, fast=None, rate=None,
 ):
     """One pass over this rank's share of the data, in the order fixed by (seed, epoch);
     returns the mean loss (over all ranks). The forward pass runs on `fast`'s precision and
@@ -459,6 +501,9 @@ def _train_epoch(
                     f"objective {name!r} (plugin {goal['plugin']!r}) must return a tensor of "
                     f"shape {list(x.shape)}"
                 )
+            if rate is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = rate(epoch + b / batches)
             with fast.autocast():
                 output = model(to_memory_format(given, fast.channels_last))
             loss = F.mse_loss(output.float(), x)

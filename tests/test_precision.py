@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from aegen.checkpoint import load_checkpoint
 from aegen.defaults import default_checkpoint
 from aegen.errors import UsageError
-from aegen.precision import TOLERANCE, accelerate, choose, native_bf16, unwrap
+from aegen.precision import TOLERANCE, accelerate, choose, native_bf16, prepare, unwrap
+
+from .conftest import run_aegen
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +69,85 @@ def test_compile_gives_the_eager_result(trained):
     x = noisy_batch(2)
     with torch.inference_mode():
         assert torch.allclose(fast(x), trained(x), atol=1e-4)
+
+
+class Amplifier(torch.nn.Module):
+    """A model whose output turns bf16's rounding of a 1x1 convolution into large changes:
+    the case `auto` must catch and run in fp32."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(300.0)
+            self.conv.bias.fill_(-150.0)
+
+    def forward(self, x):
+        return torch.sigmoid(self.conv(x))
+
+
+def test_auto_falls_back_to_fp32_for_a_model_that_bf16_would_change(monkeypatch):
+    from aegen import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (True, "native, say"))
+    model, fast = prepare(Amplifier(), "cpu", "auto", shape=(1, 8, 8))
+    assert fast.precision == "fp32" and "over the tolerance 0.05" in fast.reason
+    _, asked = prepare(Amplifier(), "cpu", "bf16", shape=(1, 8, 8))
+    assert asked.precision == "bf16" and "OVER the tolerance" in asked.reason  # as asked
+    x = torch.rand(4, 1, 8, 8)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), Amplifier()(x), atol=1e-6)
+
+
+def test_auto_never_picks_what_the_machine_lacks(trained, monkeypatch):
+    from aegen import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated only"))
+    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32))
+    assert fast.precision == "fp32" and fast.reason == "auto: fp32, because emulated only"
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (True, "native"))
+    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32))
+    assert fast.precision == "bf16" and "within the tolerance" in fast.reason
+
+
+@pytest.mark.parametrize(
+    "flags", [["--precision", "fp32"], ["--precision", "bf16"], ["--precision", "fp16"],
+              ["--precision", "auto", "--compile"]]
+)
+def test_each_setting_generates_the_right_images_and_repeats_them(flags, tmp_path, cli):
+    from PIL import Image
+
+    args = ["generate", "--n", "4", "--steps", "5", "--seed", "3", "--json", "-q", *flags]
+    code, out, err = cli(*args, "--out-dir", tmp_path / "a", "--out", tmp_path / "a.png")
+    assert code == 0, err
+    report = json.loads(out)
+    wanted = flags[1] if flags[1] != "auto" else choose("auto", "cpu").precision
+    assert report["fast_path"]["precision"] == wanted
+    assert report["fast_path"]["compile"] == ("--compile" in flags)
+    pixels = np.stack([np.asarray(Image.open(i["path"]).convert("L")) for i in report["images"]])
+    assert pixels.shape == (4, 32, 32) and pixels.dtype == np.uint8  # the model's 1x32x32
+    assert 0 < pixels.std() and pixels.min() >= 0 and pixels.max() <= 255
+    code, _, err = cli(*args, "--out-dir", tmp_path / "b", "--out", tmp_path / "b.png")
+    assert code == 0, err
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_walk_and_denoise_take_the_fast_path(tmp_path, cli, grey_folder):
+    code, out, err = cli("walk", "--n", "4", "--steps", "3", "--start-steps", "2", "--seed", "0",
+                         "--precision", "bf16", "--out", tmp_path / "w.png", "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["fast_path"]["precision"] == "bf16"
+    code, out, err = cli("denoise", "-i", grey_folder, "--precision", "fp32", "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["fast_path"]["precision"] == "fp32"
+    code, _, err = cli("generate", "--precision", "int8", "--out", tmp_path / "x.png")
+    assert code == 2 and "--precision must be one of auto, fp32, bf16, fp16" in err
+
+
+def test_info_device_says_what_auto_picks_and_why():
+    done = run_aegen("info", "--device")
+    assert done.returncode == 0, done.stderr
+    native, why = native_bf16("cpu")
+    assert f"native bf16   {'yes' if native else 'no'}: {why}" in done.stdout
+    assert f"auto picks    {choose('auto', 'cpu').precision}" in done.stdout
+    assert "bf16          max |diff| vs fp32" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -68,6 +69,55 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(image_folder, tmp
     from aegen.checkpoint import load_checkpoint
 
     load_checkpoint(part)  # the resumed file is a valid checkpoint of its own config
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_exactly(
+    image_folder, tmp_path, monkeypatch
+):
+    assert training.learning_rate(1e-3, "cosine", 0, 4) == pytest.approx(1e-3)
+    assert training.learning_rate(1e-3, "cosine", 2, 4) == pytest.approx(5e-4)
+    assert training.learning_rate(1e-3, "cosine", 4, 4) == pytest.approx(0, abs=1e-12)
+    assert training.learning_rate(1e-3, "constant", 3.5, 4) == 1e-3
+    whole = train(
+        image_folder, tmp_path / "whole.safetensors", epochs=3, seed=5, lr_schedule="cosine",
+        **FAST,
+    )
+    part = tmp_path / "part.safetensors"
+    real, calls = training._train_epoch, []
+
+    def stop_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(training, "_train_epoch", stop_in_second_epoch)
+        train(image_folder, part, epochs=3, seed=5, lr_schedule="cosine", **FAST)
+    with pytest.raises(UsageError, match="--lr-schedule constant differs"):
+        train(image_folder, part, epochs=3, resume=part, lr_schedule="constant")
+    train(image_folder, part, epochs=3, resume=part)
+    assert part.read_bytes() == whole.path.read_bytes()
+    state = read_checkpoint_info(part).training_state
+    assert state["lr_schedule"] == "cosine" and state["planned_epochs"] == 3
+    constant = train(image_folder, tmp_path / "c.safetensors", epochs=3, seed=5, **FAST)
+    assert constant.losses != whole.losses
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp_path, precision):
+    first = train(
+        image_folder, tmp_path / "a.safetensors", epochs=1, seed=3, precision=precision, **FAST
+    )
+    again = train(
+        image_folder, tmp_path / "b.safetensors", epochs=1, seed=3, precision=precision, **FAST
+    )
+    assert first.path.read_bytes() == again.path.read_bytes()
+    state = read_checkpoint_info(first.path).training_state
+    assert state["precision"] == precision and state["channels_last"] is True  # a U-Net on CPU
+    assert all(math.isfinite(loss) for loss in first.losses)
+    resumed = train(image_folder, first.path, epochs=2, resume=first.path)  # keeps precision
+    assert read_checkpoint_info(resumed.path).training_state["precision"] == precision
 
 
 def test_interrupted_training_keeps_the_last_finished_epoch(
