@@ -14,6 +14,7 @@ holds (per-step tolerance and the default model's quality benchmark).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +149,15 @@ def accelerate(model: Any, fast: FastPath) -> Any:
     return FastModel(model, fast)
 
 
+def compiled(fn: Any) -> Any:
+    """torch.compile, without the warning inductor's import prints about CUDA_HOME on
+    machines with no CUDA runtime (it concerns C++ extensions, not aegen)."""
+    import torch
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(fn)
+
+
 def _fast_module_class():
     import torch
 
@@ -158,7 +168,7 @@ def _fast_module_class():
             super().__init__()
             self.inner = inner
             self.fast = fast
-            run = torch.compile if fast.compile else (lambda f: f)
+            run = compiled if fast.compile else (lambda f: f)
             self._forward = run(inner.forward)
             self._encode = run(inner.encode) if hasattr(inner, "encode") else None
             self._decode = run(inner.decode) if hasattr(inner, "decode") else None

@@ -202,7 +202,7 @@ def _train(
 ) -> TrainResult:
     import torch
 
-    from .precision import choose, for_model
+    from .precision import choose, compiled, for_model
     out = Path(out)
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
@@ -383,6 +383,8 @@ def _train(
             model = DistributedDataParallel(
                 model, device_ids=[dev.index] if dev.type == "cuda" else None
             )
+    if fast.compile:
+        model = compiled(model)  # the steps run compiled; `trained` is saved
     began = time.perf_counter()
     saved = start  # epochs the checkpoint on disk holds
     try:

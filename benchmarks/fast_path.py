@@ -3,15 +3,20 @@ compile setting, and one training step, each as a speed-up over plain fp32 NCHW 
 the same model.
 
 Models: the shipped default model (grey 32x32, batch 64) and a U-Net of the seed's width
-(width 64, depth 4, RGB 64x64, batch 16, freshly initialised: speed does not depend on weights).
+(width 64, depth 4, RGB 64x64, batch 16): trained if --seed-checkpoint is given, else freshly
+initialised (speed does not depend on weights, but `auto`'s per-model check does: bf16 changes an
+untrained U-Net's output by far more than its tolerance, so `auto` runs that one in fp32).
 Sampling runs aegen's `generate` (the `schedule` sampler, batch statistics, inference mode) on the
-model wrapped by `aegen.precision.accelerate`; the baseline is a bare loop of the same maths,
+model wrapped by `aegen.precision.accelerate`; the row "aegen default" is what `aegen generate`
+does with no flags (`--precision auto`, its per-model check included). The baseline is a bare
+loop of the same maths,
 `a = c * model(a) + d * noise`, in fp32 NCHW eager. Times are medians of --repeats runs,
 alternating; compilation time is excluded (printed separately). Also printed: the largest
 per-pixel difference from fp32 of one forward pass on the same input (the tolerance of
 aegen/precision.py), and the training speed-up of `--precision auto` over fp32 NCHW.
 
     python benchmarks/fast_path.py [--steps 20] [--repeats 5] [--no-compile] [--no-seed-model]
+        [--seed-checkpoint flowers64.safetensors]   # a trained seed-width U-Net
 """
 
 from __future__ import annotations
@@ -73,23 +78,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-seed-model", action="store_true")
+    parser.add_argument("--seed-checkpoint", default=None,
+                        help="a trained width-64 depth-4 RGB 64x64 U-Net")
     args = parser.parse_args()
 
     from aegen.checkpoint import load_checkpoint
     from aegen.defaults import default_checkpoint
     from aegen.models import build_model, resolve_config
-    from aegen.precision import accelerate, choose
+    from aegen.precision import accelerate, choose, prepare
 
     def default_model():
         return load_checkpoint(default_checkpoint()).model.train()
 
     def seed_model():
+        if args.seed_checkpoint:
+            return load_checkpoint(args.seed_checkpoint).model.train()
         torch.manual_seed(0)
         return build_model("unet", resolve_config("unet", {"width": 64, "depth": 4}, 3, 64))
 
     models = [("default model, 1x32x32, batch 64", default_model, (1, 32, 32), 64)]
     if not args.no_seed_model:
-        models.append(("seed-width U-Net, 3x64x64, batch 16", seed_model, (3, 64, 64), 16))
+        state = "trained" if args.seed_checkpoint else "untrained"
+        models.append((f"seed-width U-Net ({state}), 3x64x64, batch 16", seed_model, (3, 64, 64),
+                       16))
     settings = [("fp32", False), ("bf16", False), ("fp16", False)]
     if not args.no_compile:
         settings += [("fp32", True), ("bf16", True)]
@@ -103,6 +114,13 @@ def main() -> None:
         x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(1)) * 0.4 + 0.5
         with torch.inference_mode():
             reference = base_model(x).clone()
+        chosen_model, chosen = prepare(make(), "cpu", "auto", shape=shape)
+        print(f"\n{title}: aegen default = {chosen.precision}"
+              f"{', channels-last' if chosen.channels_last else ''} ({chosen.reason})")
+        with torch.inference_mode():
+            deviation["aegen default"] = (chosen_model(x) - reference).abs().max().item()
+        runs["aegen default"] = lambda w=chosen_model, s=shape, k=n: aegen_generate(w, s, k,
+                                                                                   args.steps)
         for precision, compiled in settings:
             model = make()
             fast = choose(precision, "cpu", compile=compiled)
@@ -121,7 +139,7 @@ def main() -> None:
             for name, fn in order if i % 2 == 0 else order[::-1]:
                 times[name].append(timed(fn))
         base = statistics.median(times["bare fp32 NCHW eager"])
-        print(f"\n{title}, {args.steps} steps, median of {args.repeats}")
+        print(f"{title}, {args.steps} steps, median of {args.repeats}")
         print(f"{'setting':38} {'s/run':>7} {'speed-up':>9} {'max |diff| vs fp32':>19}")
         for name, values in times.items():
             median = statistics.median(values)

@@ -120,6 +120,17 @@ def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp
     assert read_checkpoint_info(resumed.path).training_state["precision"] == precision
 
 
+def test_compiled_training_learns_what_eager_training_learns(image_folder, tmp_path):
+    eager = train(image_folder, tmp_path / "e.safetensors", epochs=1, seed=3, precision="fp32",
+                  **FAST)
+    fast = train(image_folder, tmp_path / "c.safetensors", epochs=1, seed=3, precision="fp32",
+                 compile=True, **FAST)
+    assert fast.losses == pytest.approx(eager.losses, rel=1e-3)
+    a, b = weights(eager.path), weights(fast.path)
+    assert a.keys() == b.keys()  # saved from the model itself, not the compiled wrapper
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
+
+
 def test_interrupted_training_keeps_the_last_finished_epoch(
     image_folder, tmp_path, monkeypatch, capsys
 ):
