@@ -235,15 +235,21 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
 
 
 def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
-            shape: tuple[int, int, int], running_stats: bool = False) -> tuple[Any, FastPath]:
+            shape: tuple[int, int, int], running_stats: bool = False,
+            exact: str | None = None) -> tuple[Any, FastPath]:
     """Choose the fast path for this model on this device and wrap the model in it.
 
     `auto` keeps bf16 only if this model's output stays within TOLERANCE["bf16"] of fp32 on a
-    probe batch; otherwise it falls back to fp32 and says why in `FastPath.reason`. A precision
-    asked for explicitly is used as asked; its measured deviation is in the reason."""
+    probe batch; otherwise it falls back to fp32 and says why in `FastPath.reason`. `exact`, a
+    reason the run needs fp32 (e.g. a measurement finer than bf16's rounding), makes `auto` take
+    fp32. A precision asked for explicitly is used as asked; its measured deviation is in the
+    reason."""
     import dataclasses
 
     fast = for_model(choose(precision, device, compile), model)
+    if precision == "auto" and exact and fast.precision != "fp32":
+        fast = for_model(choose("fp32", device, compile), model)
+        fast = dataclasses.replace(fast, reason=f"auto: fp32, because {exact}")
     if fast.precision != "fp32":
         gap = deviation(model, fast, shape, device, running_stats)
         limit = TOLERANCE[fast.precision]

@@ -124,14 +124,15 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
 
 
 def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
-               reporter: Reporter):
-    """The loaded model on its fast path (`--precision`, `--compile`), saying which and why."""
+               reporter: Reporter, exact: str | None = None):
+    """The loaded model on its fast path (`--precision`, `--compile`), saying which and why;
+    `exact` is a reason this run needs fp32 (then `auto` takes it)."""
     from .precision import prepare
 
     info = loaded.info
     model, fast = prepare(
         loaded.model, dev, precision, compile, shape=(info.channels, info.size, info.size),
-        running_stats=running_stats,
+        running_stats=running_stats, exact=exact,
     )
     extras = [x for x, on in (("channels-last", fast.channels_last), ("compiled", fast.compile))
               if on]
@@ -440,7 +441,15 @@ def _walk_files(
     options = _checked_options(sampler, options, header, reporter)
     ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
-    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
+    # --stats tells still chains from moving ones by changes of `tolerance` per step: bf16's
+    # rounding alone moves a settled chain by about 1e-3 a step (docs/performance.md).
+    exact = f"--stats measures per-step changes down to {tolerance:g}" if stats else None
+    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter, exact)
+    if stats and fast.precision != "fp32":
+        reporter.warn(
+            f"--stats under {fast.precision}: its rounding moves even a settled chain by about "
+            "1e-3 a step, so chains may count as moving; --precision fp32 measures exactly"
+        )
     info = loaded.info
     shape = (info.channels, info.size, info.size)
     if inputs:

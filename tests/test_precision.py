@@ -151,3 +151,16 @@ def test_info_device_says_what_auto_picks_and_why():
     assert f"native bf16   {'yes' if native else 'no'}: {why}" in done.stdout
     assert f"auto picks    {choose('auto', 'cpu').precision}" in done.stdout
     assert "bf16          max |diff| vs fp32" in done.stdout
+
+
+def test_walk_stats_run_in_fp32_under_auto_since_bf16_rounding_looks_like_motion(tmp_path, cli):
+    args = ["walk", "--noiseless", "--n", "4", "--steps", "3", "--start-steps", "2", "--seed", "0",
+            "--stats", "--json", "--out", tmp_path / "w.png", "--force"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    fast = json.loads(out)["fast_path"]
+    assert fast["precision"] == "fp32" and "--stats measures per-step changes" in fast["reason"]
+    code, out, err = cli(*args, "--precision", "bf16")
+    assert code == 0, err
+    assert json.loads(out)["fast_path"]["precision"] == "bf16"
+    assert "--stats under bf16" in err
