@@ -223,6 +223,19 @@ def save_checkpoint(
     return target
 
 
+def weights_only(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a checkpoint without its optimizer state and training state: a third of the size
+    for Adam, and no longer resumable. Weights, config, objective and provenance are kept
+    (provenance notes the training state was dropped)."""
+    loaded = load_checkpoint(source)
+    info = loaded.info
+    provenance = {**info.provenance, "training_state": "dropped (weights only)"}
+    return save_checkpoint(
+        target, loaded.model, architecture=info.architecture, config=info.config,
+        provenance=provenance, objective=info.objective,
+    )
+
+
 def _check_tensors(info: CheckpointInfo, model: Any) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: s for k, s in info.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}

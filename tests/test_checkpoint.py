@@ -195,3 +195,17 @@ def forged(tmp_path, header: str, name: str = "forged.safetensors") -> Path:
 def test_forged_headers_are_refused_in_one_clear_error(tmp_path, header, message):
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(forged(tmp_path, header))
+
+
+def test_weights_only_copy_keeps_the_model_and_drops_resuming(tiny_checkpoint, tmp_path):
+    from aegen.checkpoint import OPTIMIZER_PREFIX, weights_only
+
+    slim = weights_only(tiny_checkpoint, tmp_path / "slim.safetensors")
+    full, small = load_checkpoint(tiny_checkpoint), load_checkpoint(slim)
+    assert slim.stat().st_size < tiny_checkpoint.stat().st_size / 2
+    assert not any(k.startswith(OPTIMIZER_PREFIX) for k in small.info.tensors)
+    assert small.info.training_state is None and full.info.training_state is not None
+    assert small.info.objective == full.info.objective and small.info.config == full.info.config
+    assert small.info.provenance["seed"] == full.info.provenance["seed"]
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), small.model.state_dict().items()):
+        assert torch.equal(a, b), name
