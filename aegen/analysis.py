@@ -32,6 +32,7 @@ def denoise_files(
     running_stats: bool = False,
     precision: str = "auto",
     compile: bool = False,
+    channels_last: bool | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def denoise_files(
     if out is not None:
         refuse_overwrite([out], force)
     loaded, dev = load_model(checkpoint, device, reporter)
-    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
+    model, fast = fast_model(
+        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last
+    )
     info = loaded.info
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=limit)
     reporter.info(f"denoising {len(images)} image(s) under {len(corruptions)} setting(s)")

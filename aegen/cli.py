@@ -32,6 +32,15 @@ Precision = Annotated[
         "and the model stays within tolerance of fp32, else fp32 (see: aegen info --device).",
     ),
 ]
+MemoryFormat = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--contiguous",
+        help="Memory format of the model's tensors. [default: channels-last on CPUs and at "
+        "reduced precision on GPUs, where it measured faster]",
+        show_default=False,
+    ),
+]
 Compile = Annotated[
     bool,
     typer.Option(
@@ -144,6 +153,7 @@ def train_command(
         ),
     ] = None,
     compile_: Compile = False,
+    channels_last: MemoryFormat = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -189,6 +199,7 @@ def train_command(
         sync_bn=sync_bn,
         precision=precision,
         compile=compile_,
+        channels_last=channels_last,
         force=force,
         reporter=_reporter(quiet),
     )
@@ -287,6 +298,7 @@ def generate_command(
     device: Device = "auto",
     precision: Precision = "auto",
     compile_: Compile = False,
+    channels_last: MemoryFormat = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -327,6 +339,7 @@ def generate_command(
         running_stats=running_stats,
         precision=precision,
         compile=compile_,
+        channels_last=channels_last,
         reporter=_reporter(quiet),
     )
     _emit(report, as_json, report["written"] + _media(report))
@@ -390,6 +403,7 @@ def walk_command(
     device: Device = "auto",
     precision: Precision = "auto",
     compile_: Compile = False,
+    channels_last: MemoryFormat = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -440,6 +454,7 @@ def walk_command(
         running_stats=running_stats,
         precision=precision,
         compile=compile_,
+        channels_last=channels_last,
         reporter=_reporter(quiet),
     )
     lines = report["written"] + _media(report)
@@ -510,6 +525,7 @@ def denoise_command(
     device: Device = "auto",
     precision: Precision = "auto",
     compile_: Compile = False,
+    channels_last: MemoryFormat = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -545,6 +561,7 @@ def denoise_command(
         running_stats=running_stats,
         precision=precision,
         compile=compile_,
+        channels_last=channels_last,
         force=force,
         reporter=_reporter(quiet),
     )

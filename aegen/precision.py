@@ -96,8 +96,11 @@ def supported(precision: str, device_type: str) -> tuple[bool, str]:
     return False, f"--precision {precision} is not supported on {device_type}"
 
 
-def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False) -> FastPath:
-    """Resolve `--precision` (and `--compile`) for a device; `auto` explains its choice."""
+def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
+           channels_last: bool | None = None) -> FastPath:
+    """Resolve `--precision` (and `--compile`) for a device; `auto` explains its choice.
+    `channels_last` None picks the memory format that measured faster; True or False (the
+    `--channels-last` / `--contiguous` flags) overrides it, e.g. to reproduce a run exactly."""
     import torch
 
     if precision not in PRECISIONS:
@@ -114,7 +117,8 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False) 
         reason = f"{precision}, as asked"
     # Channels-last measured faster for every U-Net on this project's CPUs, in fp32 and bf16
     # (docs/performance.md); on GPUs it pays with tensor cores, i.e. at reduced precision.
-    channels_last = device_type == "cpu" or precision != "fp32"
+    if channels_last is None:
+        channels_last = device_type == "cpu" or precision != "fp32"
     return FastPath(precision, channels_last, compile, device_type, reason)
 
 
@@ -236,7 +240,8 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
 
 def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
             shape: tuple[int, int, int], running_stats: bool = False,
-            exact: str | None = None) -> tuple[Any, FastPath]:
+            exact: str | None = None, channels_last: bool | None = None,
+            ) -> tuple[Any, FastPath]:
     """Choose the fast path for this model on this device and wrap the model in it.
 
     `auto` keeps bf16 only if this model's output stays within TOLERANCE["bf16"] of fp32 on a
@@ -246,9 +251,9 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
     reason."""
     import dataclasses
 
-    fast = for_model(choose(precision, device, compile), model)
+    fast = for_model(choose(precision, device, compile, channels_last), model)
     if precision == "auto" and exact and fast.precision != "fp32":
-        fast = for_model(choose("fp32", device, compile), model)
+        fast = for_model(choose("fp32", device, compile, channels_last), model)
         fast = dataclasses.replace(fast, reason=f"auto: fp32, because {exact}")
     if fast.precision != "fp32":
         gap = deviation(model, fast, shape, device, running_stats)
@@ -257,7 +262,9 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
             fast = dataclasses.replace(
                 fast,
                 precision="fp32",
-                channels_last=for_model(choose("fp32", device), model).channels_last,
+                channels_last=for_model(
+                    choose("fp32", device, channels_last=channels_last), model
+                ).channels_last,
                 reason=(
                     f"auto: fp32, because this model's output under {fast.precision} differs "
                     f"from fp32 by up to {gap:.3f}, over the tolerance {limit}"

@@ -124,7 +124,8 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
 
 
 def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
-               reporter: Reporter, exact: str | None = None):
+               reporter: Reporter, exact: str | None = None,
+               channels_last: bool | None = None):
     """The loaded model on its fast path (`--precision`, `--compile`), saying which and why;
     `exact` is a reason this run needs fp32 (then `auto` takes it)."""
     from .precision import prepare
@@ -132,7 +133,7 @@ def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
     info = loaded.info
     model, fast = prepare(
         loaded.model, dev, precision, compile, shape=(info.channels, info.size, info.size),
-        running_stats=running_stats, exact=exact,
+        running_stats=running_stats, exact=exact, channels_last=channels_last,
     )
     extras = [x for x, on in (("channels-last", fast.channels_last), ("compiled", fast.compile))
               if on]
@@ -254,12 +255,14 @@ def generate_files(
     running_stats: bool = False,
     precision: str = "auto",
     compile: bool = False,
+    channels_last: bool | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Sample `n` images from a checkpoint and write them; returns the JSON report.
 
     `precision` and `compile` choose the fast path (aegen/precision.py): `auto` takes bf16
-    where the device computes it natively and this model stays within tolerance of fp32.
+    where the device computes it natively and this model stays within tolerance of fp32;
+    `channels_last` True/False overrides the memory format it picks.
 
     Under torchrun the batches are shared out between the processes (docs/scaling.md); the
     files are those one process writes with the same settings."""
@@ -279,6 +282,7 @@ def generate_files(
             running_stats=running_stats,
             precision=precision,
             compile=compile,
+            channels_last=channels_last,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
 
@@ -298,6 +302,7 @@ def _generate_files(
     running_stats: bool,
     precision: str,
     compile: bool,
+    channels_last: bool | None,
     reporter: Reporter,
 ) -> dict[str, Any]:
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
@@ -311,7 +316,9 @@ def _generate_files(
     options = _checked_options(sampler, options, header, reporter)
     ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
-    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter)
+    model, fast = fast_model(
+        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last
+    )
     info = loaded.info
     reporter.info(
         f"sampling {n} image(s) with {sampler!r}, {steps} steps, seeds {seed}..{seeds[-1]}"
@@ -374,6 +381,7 @@ def walk_files(
     running_stats: bool = False,
     precision: str = "auto",
     compile: bool = False,
+    channels_last: bool | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Walk from images (given, or made by the schedule sampler) and record the walk.
@@ -401,6 +409,7 @@ def walk_files(
             running_stats=running_stats,
             precision=precision,
             compile=compile,
+            channels_last=channels_last,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
 
@@ -424,6 +433,7 @@ def _walk_files(
     running_stats: bool,
     precision: str,
     compile: bool,
+    channels_last: bool | None,
     reporter: Reporter,
 ) -> dict[str, Any]:
     from .walkstats import WalkStats
@@ -444,7 +454,9 @@ def _walk_files(
     # --stats tells still chains from moving ones by changes of `tolerance` per step: bf16's
     # rounding alone moves a settled chain by about 1e-3 a step (docs/performance.md).
     exact = f"--stats measures per-step changes down to {tolerance:g}" if stats else None
-    model, fast = fast_model(loaded, dev, precision, compile, running_stats, reporter, exact)
+    model, fast = fast_model(
+        loaded, dev, precision, compile, running_stats, reporter, exact, channels_last
+    )
     if stats and fast.precision != "fp32":
         reporter.warn(
             f"--stats under {fast.precision}: its rounding moves even a settled chain by about "

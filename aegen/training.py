@@ -123,6 +123,7 @@ def train(
     precision: str | None = None,
     compile: bool = False,
     lr_schedule: str | None = None,
+    channels_last: bool | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -141,7 +142,8 @@ def train(
 
     `precision` (auto | fp32 | bf16 | fp16; default auto, or the resumed run's) runs the forward
     pass under autocast, with weights, optimizer and loss in fp32; channels-last and `compile`
-    as in aegen/precision.py. The precision is stored in the training state.
+    as in aegen/precision.py; `channels_last` True/False overrides the memory format. Both are
+    stored in the training state, and a resumed run keeps them unless told otherwise.
 
     `lr_schedule` "constant" (default; the seed's) keeps `lr`; "cosine" lowers it along a half
     cosine from `lr` at the first step to 0 after the last step of epoch `epochs`.
@@ -170,6 +172,7 @@ def train(
             precision=precision,
             compile=compile,
             lr_schedule=lr_schedule,
+            channels_last=channels_last,
             force=force,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
@@ -197,6 +200,7 @@ def _train(
     precision,
     compile,
     lr_schedule,
+    channels_last,
     force,
     reporter,
 ) -> TrainResult:
@@ -235,8 +239,10 @@ def _train(
         if objective_options:
             raise UsageError("--option cannot change the objective of a resumed run")
         objective, objective_options = saved_objective["name"], saved_objective["options"]
-        if precision is None:  # continue as the run began (fp32 before precisions existed)
+        if precision is None:  # continue as the run began (fp32 NCHW before these existed)
             precision = state.get("precision", "fp32")
+        if channels_last is None:
+            channels_last = state.get("channels_last", False)
         saved_schedule = state.get("lr_schedule", "constant")
         if lr_schedule is not None and lr_schedule != saved_schedule:
             raise UsageError(
@@ -275,7 +281,7 @@ def _train(
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device) if isinstance(device, str) else device
-    fast = choose(precision or "auto", dev, compile)
+    fast = choose(precision or "auto", dev, compile, channels_last)
     goal = resolve_objective(objective, objective_options)
     make_input = get_registry().objective(goal["name"]).fn
 

@@ -164,3 +164,13 @@ def test_walk_stats_run_in_fp32_under_auto_since_bf16_rounding_looks_like_motion
     assert code == 0, err
     assert json.loads(out)["fast_path"]["precision"] == "bf16"
     assert "--stats under bf16" in err
+
+
+def test_memory_format_can_be_forced_either_way(tmp_path, cli):
+    for flag, expected in (("--contiguous", False), ("--channels-last", True)):
+        code, out, err = cli("generate", "--n", "2", "--steps", "2", "--seed", "0", "--json",
+                             "-q", "--precision", "fp32", flag, "--out", tmp_path / f"{flag}.png")
+        assert code == 0, err
+        assert json.loads(out)["fast_path"]["channels_last"] is expected
+    assert choose("fp32", "cpu", channels_last=False).channels_last is False
+    assert choose("bf16", "cpu").channels_last is True  # the measured-faster default

@@ -118,6 +118,11 @@ def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp
     assert all(math.isfinite(loss) for loss in first.losses)
     resumed = train(image_folder, first.path, epochs=2, resume=first.path)  # keeps precision
     assert read_checkpoint_info(resumed.path).training_state["precision"] == precision
+    plain = train(image_folder, tmp_path / "nchw.safetensors", epochs=1, seed=3,
+                  precision=precision, channels_last=False, **FAST)
+    assert read_checkpoint_info(plain.path).training_state["channels_last"] is False
+    again = train(image_folder, plain.path, epochs=2, resume=plain.path)  # keeps the layout
+    assert read_checkpoint_info(again.path).training_state["channels_last"] is False
 
 
 def test_compiled_training_learns_what_eager_training_learns(image_folder, tmp_path):
