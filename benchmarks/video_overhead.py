@@ -9,6 +9,7 @@
 
     python benchmarks/video_overhead.py [--width 32 --depth 3 --size 32 --steps 100 --no-memory]
         [--checkpoint PATH]   # a trained model instead of a freshly initialised U-Net
+        [--precision fp32]    # aegen's --precision for both walks (default: auto)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="pairs of runs")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--no-memory", action="store_true", help="skip the 30 vs 600 steps run")
+    parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
 
     import torch
@@ -67,11 +69,14 @@ def main() -> None:
 
     def walk(outputs: Outputs) -> float:
         start = time.perf_counter()
-        walk_files(
-            checkpoint, outputs, steps=args.steps, n=args.n, seed=0, start_steps=1, device="cpu"
+        report = walk_files(
+            checkpoint, outputs, steps=args.steps, n=args.n, seed=0, start_steps=1, device="cpu",
+            precision=args.precision,
         )
+        fast_path.update(report["fast_path"])
         return time.perf_counter() - start
 
+    fast_path: dict = {}
     with_video = lambda: walk(Outputs(video=work / "w.mp4", force=True))  # noqa: E731
     without = lambda: walk(Outputs(grid=str(work / "w.png"), force=True))  # noqa: E731
     def encoder_cpu() -> float:
@@ -110,7 +115,9 @@ def main() -> None:
 
     step_ms = plain_s / args.steps * 1e3
     frame_ms = encoder_s / (args.repeats * args.steps) * 1e3
-    print(f"walk: {model_name}, {args.steps} steps, cpu, {args.repeats} pairs of runs")
+    print(f"walk: {model_name}, {args.steps} steps, cpu, {args.repeats} pairs of runs, "
+          f"--precision {args.precision} -> {fast_path['precision']}"
+          f"{', channels-last' if fast_path['channels_last'] else ''}")
     print(f"without video: median {plain_s:.3f} s ({step_ms:.1f} ms a step)   "
           f"with --video: median {video_s:.3f} s")
     print(f"encoder (ffmpeg) CPU: {frame_ms:.2f} ms a frame, start-up included")
