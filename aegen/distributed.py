@@ -346,6 +346,10 @@ def global_batchnorm_class():
             use_batch = self.training or not self.track_running_stats
             if not use_batch:
                 return super().forward(x)
+            with torch.autocast(x.device.type, enabled=False):  # statistics in fp32
+                return self._forward_fp32(x.float()).to(x.dtype)
+
+        def _forward_fp32(self, x):
             dims = [0, *range(2, x.dim())]
             local = x.new_full((1,), x.numel() // x.shape[1])  # images x pixels on this rank
             sums = all_reduce(torch.cat([x.sum(dims), local]), group=self.group)

@@ -231,10 +231,20 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
 
     x = torch.rand((PROBE_BATCH, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     plain = dataclasses.replace(fast, compile=False)
-    with torch.inference_mode(), sampling_mode(model, running_stats):
-        reference = model(x).float()
-        out = accelerate(model, plain)(x)
-        model.to(memory_format=torch.contiguous_format)  # accelerate converts in place
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    layout = (torch.contiguous_format if all(p.is_contiguous() for p in convs)
+              else torch.channels_last)
+    # Layout changes happen outside inference mode, so the weights stay ordinary tensors.
+    try:
+        with torch.inference_mode(), sampling_mode(model, running_stats):
+            reference = model(x).float()
+        with torch.no_grad():
+            wrapped = accelerate(model, plain)  # converts the layout in place
+        with torch.inference_mode(), sampling_mode(model, running_stats):
+            out = wrapped(x)
+    finally:
+        with torch.no_grad():
+            model.to(memory_format=layout)
     return (out - reference).abs().max().item()
 
 
@@ -256,7 +266,14 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
         fast = for_model(choose("fp32", device, compile, channels_last), model)
         fast = dataclasses.replace(fast, reason=f"auto: fp32, because {exact}")
     if fast.precision != "fp32":
-        gap = deviation(model, fast, shape, device, running_stats)
+        try:
+            gap = deviation(model, fast, shape, device, running_stats)
+        except Exception as exc:  # e.g. a plugin's op with no kernel at this precision
+            if precision != "auto":
+                raise
+            gap, failure = float("inf"), f"{type(exc).__name__}: {exc}"
+        else:
+            failure = ""
         limit = TOLERANCE[fast.precision]
         if gap > limit and precision == "auto":
             fast = dataclasses.replace(
@@ -266,6 +283,8 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
                     choose("fp32", device, channels_last=channels_last), model
                 ).channels_last,
                 reason=(
+                    f"auto: fp32, because this model failed under {fast.precision} ({failure})"
+                    if failure else
                     f"auto: fp32, because this model's output under {fast.precision} differs "
                     f"from fp32 by up to {gap:.3f}, over the tolerance {limit}"
                 ),

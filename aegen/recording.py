@@ -135,10 +135,14 @@ class Mp4Writer(_StreamWriter):
             *("-f", "mp4", str(tmp)),
         ]
         self._errors = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._errors.close()
+            raise AegenError(f"could not start the video encoder ({command[0]}): {exc}") from None
         try:  # Linux: a deeper pipe; elsewhere the default one works, only less smoothly
             import fcntl
 
@@ -156,16 +160,21 @@ class Mp4Writer(_StreamWriter):
 
     def _finish(self, keep: bool) -> None:
         process = self._handle
-        if not keep:
-            process.kill()
         try:
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
-        code = process.wait()
-        try:
+            if not keep:
+                process.kill()
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = process.wait()
             if keep and code != 0:
                 raise AegenError(f"the video encoder failed (exit {code}): {self._ffmpeg_said()}")
+        except BaseException:  # e.g. a second Ctrl-C while ffmpeg finishes: stop it first
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise
         finally:
             self._errors.close()
 

@@ -281,6 +281,11 @@ def _train(
     if not 0 <= seed < 2**40:
         raise UsageError(f"--seed must be between 0 and 2**40, got {seed}")
     dev = pick_device(device) if isinstance(device, str) else device
+    if precision == "fp16":
+        raise UsageError(
+            "train --precision fp16 is not supported: fp16 training needs gradient scaling, "
+            "which aegen does not do; use bf16 or fp32"
+        )
     fast = choose(precision or "auto", dev, compile, channels_last)
     goal = resolve_objective(objective, objective_options)
     make_input = get_registry().objective(goal["name"]).fn
@@ -315,13 +320,15 @@ def _train(
             f"{resume} was trained on {info.provenance['images']} images, {data} has "
             f"{count}: the result will differ from an uninterrupted run"
         )
-    path_state = {"precision": fast.precision, "channels_last": fast.channels_last}
+    path_state = {"precision": fast.precision, "channels_last": fast.channels_last,
+                  "compiled": fast.compile}
     # Only a non-constant schedule is recorded: constant-rate checkpoints stay what they were.
     schedule_state = (
         {} if lr_schedule == "constant"
         else {"lr_schedule": lr_schedule, "planned_epochs": epochs}
     )
-    saved_path = {k: state.get(k, v) for k, v in (("precision", "fp32"), ("channels_last", False))}
+    saved_path = {k: state.get(k, v) for k, v in
+                  (("precision", "fp32"), ("channels_last", False), ("compiled", False))}
     if resume is not None and saved_path != path_state:
         reporter.warn(
             f"{resume} was trained with {_path_words(saved_path)}, this run uses "
@@ -341,7 +348,7 @@ def _train(
     reporter.info(
         f"training {architecture} on {count} images ({images.channels}x{size}x{size}) "
         f"on {where if ctx.active else dev.type}, objective {goal['name']}, seed {seed}, "
-        f"{_path_words(path_state)}{', compiled' if fast.compile else ''} ({fast.reason})"
+        f"{_path_words(path_state)} ({fast.reason})"
     )
 
     if resume is not None:
@@ -469,7 +476,8 @@ def learning_rate(lr: float, schedule: str, epochs_done: float, epochs: int) -> 
 
 
 def _path_words(path: Mapping[str, Any]) -> str:
-    return path["precision"] + (", channels-last" if path["channels_last"] else "")
+    return (path["precision"] + (", channels-last" if path["channels_last"] else "")
+            + (", compiled" if path.get("compiled") else ""))
 
 
 def _train_epoch(
@@ -484,7 +492,7 @@ def _train_epoch(
 
     from .precision import choose, to_memory_format
 
-    fast = fast or choose("fp32", device)
+    fast = fast or choose("fp32", device, channels_last=False)
 
     # The last partial batch is dropped, as in the seed.
     order = epoch_shard(len(pixels), batch_size, seed, epoch, ctx.rank, ctx.world)

@@ -174,3 +174,35 @@ def test_memory_format_can_be_forced_either_way(tmp_path, cli):
         assert json.loads(out)["fast_path"]["channels_last"] is expected
     assert choose("fp32", "cpu", channels_last=False).channels_last is False
     assert choose("bf16", "cpu").channels_last is True  # the measured-faster default
+
+
+def test_the_probe_leaves_the_model_as_it_was_and_trainable():
+    from aegen.precision import deviation
+
+    model = load_checkpoint(default_checkpoint()).model
+    deviation(model, choose("bf16", "cpu"), (1, 32, 32), "cpu")
+    assert all(not p.is_inference() for p in model.parameters())
+    assert all(p.is_contiguous() for p in model.parameters())
+    x = noisy_batch()[:4]
+    torch.nn.functional.mse_loss(model.train()(x), x).backward()  # still trainable
+
+
+class FailsUnderAutocast(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("no bf16 kernel for this op")
+        return self.conv(x)
+
+
+def test_auto_runs_fp32_when_a_model_fails_at_reduced_precision(monkeypatch):
+    from aegen import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (True, "native"))
+    _, fast = prepare(FailsUnderAutocast(), "cpu", "auto", shape=(1, 4, 4))
+    assert fast.precision == "fp32" and "no bf16 kernel for this op" in fast.reason
+    with pytest.raises(RuntimeError, match="no bf16 kernel"):  # asked for by name: its error
+        prepare(FailsUnderAutocast(), "cpu", "bf16", shape=(1, 4, 4))

@@ -125,6 +125,11 @@ def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp
     assert read_checkpoint_info(again.path).training_state["channels_last"] is False
 
 
+def test_fp16_training_is_refused_in_words(image_folder, tmp_path):
+    with pytest.raises(UsageError, match="fp16 training needs gradient scaling"):
+        train(image_folder, tmp_path / "m.safetensors", epochs=1, precision="fp16", **FAST)
+
+
 def test_compiled_training_learns_what_eager_training_learns(image_folder, tmp_path):
     eager = train(image_folder, tmp_path / "e.safetensors", epochs=1, seed=3, precision="fp32",
                   **FAST)

@@ -219,6 +219,11 @@ def test_a_failing_encoder_is_one_clear_error_and_leaves_no_file(tmp_path, monke
             for step in range(1, 51):
                 record(step, torch.rand(1, 3, 64, 64))
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(tmp_path / "no-ffmpeg"))
+    with pytest.raises(AegenError, match="could not start the video encoder"):
+        with Recorder(steps=1, count=1, size=8, video=tmp_path / "v.mp4") as record:
+            record(1, torch.rand(1, 3, 8, 8))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_walk_inputs_are_resized_and_converted(tiny_checkpoint, grey_folder, tmp_path, cli):
