@@ -47,7 +47,8 @@ def denoise_files(
         refuse_overwrite([out], force)
     loaded, dev = load_model(checkpoint, device, reporter)
     model, fast = fast_model(
-        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last
+        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last,
+        batch_size=batch_size,
     )
     info = loaded.info
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=limit)

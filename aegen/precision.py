@@ -220,7 +220,7 @@ def for_model(fast: FastPath, model: Any) -> FastPath:
 
 
 def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: Any,
-              running_stats: bool = False) -> float:
+              running_stats: bool = False, batch: int = PROBE_BATCH) -> float:
     """Largest per-pixel difference between `fast` and fp32 NCHW on one fixed probe batch
     (uniform pixels, batch statistics as in sampling): what `auto` checks per model."""
     import dataclasses
@@ -229,7 +229,7 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
 
     from .models import sampling_mode
 
-    x = torch.rand((PROBE_BATCH, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     plain = dataclasses.replace(fast, compile=False)
     convs = [p for p in model.parameters() if p.dim() == 4]
     layout = (torch.contiguous_format if all(p.is_contiguous() for p in convs)
@@ -251,14 +251,14 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
 def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
             shape: tuple[int, int, int], running_stats: bool = False,
             exact: str | None = None, channels_last: bool | None = None,
-            ) -> tuple[Any, FastPath]:
+            batch_size: int | None = None) -> tuple[Any, FastPath]:
     """Choose the fast path for this model on this device and wrap the model in it.
 
     `auto` keeps bf16 only if this model's output stays within TOLERANCE["bf16"] of fp32 on a
     probe batch; otherwise it falls back to fp32 and says why in `FastPath.reason`. `exact`, a
     reason the run needs fp32 (e.g. a measurement finer than bf16's rounding), makes `auto` take
     fp32. A precision asked for explicitly is used as asked; its measured deviation is in the
-    reason."""
+    reason. The probe batch is no larger than the run's `batch_size` (memory)."""
     import dataclasses
 
     fast = for_model(choose(precision, device, compile, channels_last), model)
@@ -267,7 +267,8 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
         fast = dataclasses.replace(fast, reason=f"auto: fp32, because {exact}")
     if fast.precision != "fp32":
         try:
-            gap = deviation(model, fast, shape, device, running_stats)
+            probe = min(PROBE_BATCH, batch_size or PROBE_BATCH)
+            gap = deviation(model, fast, shape, device, running_stats, max(probe, 2))
         except Exception as exc:  # e.g. a plugin's op with no kernel at this precision
             if precision != "auto":
                 raise

@@ -125,7 +125,7 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
 
 def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
                reporter: Reporter, exact: str | None = None,
-               channels_last: bool | None = None):
+               channels_last: bool | None = None, batch_size: int | None = None):
     """The loaded model on its fast path (`--precision`, `--compile`), saying which and why;
     `exact` is a reason this run needs fp32 (then `auto` takes it)."""
     from .precision import prepare
@@ -134,6 +134,7 @@ def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
     model, fast = prepare(
         loaded.model, dev, precision, compile, shape=(info.channels, info.size, info.size),
         running_stats=running_stats, exact=exact, channels_last=channels_last,
+        batch_size=batch_size,
     )
     extras = [x for x, on in (("channels-last", fast.channels_last), ("compiled", fast.compile))
               if on]
@@ -317,7 +318,8 @@ def _generate_files(
     ctx.barrier()  # every rank has checked the outputs before any writes one
     loaded, dev = load_model(checkpoint, device, reporter)
     model, fast = fast_model(
-        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last
+        loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last,
+        batch_size=batch_size,
     )
     info = loaded.info
     reporter.info(
@@ -455,7 +457,8 @@ def _walk_files(
     # rounding alone moves a settled chain by about 1e-3 a step (docs/performance.md).
     exact = f"--stats measures per-step changes down to {tolerance:g}" if stats else None
     model, fast = fast_model(
-        loaded, dev, precision, compile, running_stats, reporter, exact, channels_last
+        loaded, dev, precision, compile, running_stats, reporter, exact, channels_last,
+        batch_size,
     )
     if stats and fast.precision != "fp32":
         reporter.warn(
