@@ -45,6 +45,7 @@ class TrainResult:
     seed: int
     seconds: float
     objective: dict[str, Any]
+    fast_path: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class TrainResult:
             "skipped": self.skipped,
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
+            "fast_path": self.fast_path,
         }
 
 
@@ -461,6 +463,7 @@ def _train(
         seed=seed,
         seconds=time.perf_counter() - began,
         objective=goal,
+        fast_path=fast.as_json(),
     )
 
 

@@ -115,6 +115,7 @@ def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp
     assert first.path.read_bytes() == again.path.read_bytes()
     state = read_checkpoint_info(first.path).training_state
     assert state["precision"] == precision and state["channels_last"] is True  # a U-Net on CPU
+    assert first.as_json()["fast_path"]["precision"] == precision
     assert all(math.isfinite(loss) for loss in first.losses)
     resumed = train(image_folder, first.path, epochs=2, resume=first.path)  # keeps precision
     assert read_checkpoint_info(resumed.path).training_state["precision"] == precision
