@@ -20,6 +20,8 @@ FORMAT = "aegen.checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "aegen"
 OPTIMIZER_PREFIX = "optimizer/"
+RAW_PREFIX = "raw/"  # with --ema: the weights the optimizer trains (the model's are the average)
+TRAINING_PREFIXES = (OPTIMIZER_PREFIX, RAW_PREFIX)
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
 _MAX_HEADER = 100 * 1024 * 1024
 _CONVERT_HINT = (
@@ -177,8 +179,10 @@ def save_checkpoint(
     optimizer: Any = None,
     training_state: dict[str, Any] | None = None,
     objective: dict[str, Any] | None = None,
+    raw_model: Any = None,
 ) -> Path:
-    """Write weights and metadata atomically; with `optimizer`, also what resuming needs.
+    """Write weights and metadata atomically; with `optimizer`, also what resuming needs
+    (and with `raw_model`, the trained weights behind an averaged `model`).
 
     `objective` ({"name", "options"[, "plugin"]}) records how the model was trained; samplers
     take defaults for options of the same name from it.
@@ -211,6 +215,9 @@ def save_checkpoint(
                     tensors[f"{OPTIMIZER_PREFIX}{index}/{key}"] = value.detach().cpu().contiguous()
                 else:
                     scalars.setdefault(str(index), {})[key] = value
+        if raw_model is not None:
+            for key, value in raw_model.state_dict().items():
+                tensors[f"{RAW_PREFIX}{key}"] = value.detach().cpu().contiguous()
         training = dict(training_state or {})
         training["optimizer"] = {"param_groups": state["param_groups"], "scalars": scalars}
         fields["training_state"] = training
@@ -238,7 +245,7 @@ def weights_only(source: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 def _check_tensors(info: CheckpointInfo, model: Any) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: s for k, s in info.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    found = {k: s for k, s in info.tensors.items() if not k.startswith(TRAINING_PREFIXES)}
     where = f"{info.path} (architecture {info.architecture!r})"
     missing = sorted(set(expected) - set(found))
     if missing:
@@ -281,10 +288,22 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> Checkpoint:
         state = load_file(str(info.path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{info.path} is corrupt: {exc}") from None
-    weights = {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    weights = {k: v for k, v in state.items() if not k.startswith(TRAINING_PREFIXES)}
     model.load_state_dict(weights, strict=True)
     model.to(device)
     return Checkpoint(model=model, info=info)
+
+
+def load_raw_weights(info: CheckpointInfo) -> dict[str, Any]:
+    """The trained (not averaged) weights a checkpoint made with --ema keeps for resuming."""
+    from safetensors import safe_open
+
+    with safe_open(str(info.path), framework="pt") as fh:
+        raw = {k[len(RAW_PREFIX):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(RAW_PREFIX)}
+    if not raw:
+        raise CheckpointError(f"{info.path}: its training state names an average but holds no "
+                              "raw weights")
+    return raw
 
 
 def load_optimizer_state(info: CheckpointInfo) -> dict[str, Any]:

@@ -111,6 +111,14 @@ def train_command(
             "[default: constant, or the resumed run's]",
         ),
     ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            "--ema",
+            help="Save an exponential moving average of the weights as the model (decay per "
+            "step, e.g. 0.999); the trained weights stay in the checkpoint for --resume.",
+        ),
+    ] = None,
     seed: Seed = None,
     device: Device = "auto",
     source: Annotated[
@@ -190,6 +198,7 @@ def train_command(
         batch_size=batch_size,
         lr=lr,
         lr_schedule=lr_schedule,
+        ema=ema,
         seed=seed,
         device=device,
         resume=resume,

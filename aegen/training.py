@@ -6,6 +6,7 @@ the default) or any registered objective, e.g. `denoise`.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, distributed
-from .checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_info, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    load_optimizer_state,
+    load_raw_weights,
+    read_checkpoint_info,
+    save_checkpoint,
+)
 from .console import Reporter
 from .data import load_data
 from .devices import pick_device
@@ -126,6 +133,7 @@ def train(
     compile: bool = False,
     lr_schedule: str | None = None,
     channels_last: bool | None = None,
+    ema: float | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> TrainResult:
@@ -149,6 +157,10 @@ def train(
 
     `lr_schedule` "constant" (default; the seed's) keeps `lr`; "cosine" lowers it along a half
     cosine from `lr` at the first step to 0 after the last step of epoch `epochs`.
+
+    `ema` (a decay per step, e.g. 0.999) keeps an exponential moving average of the weights and
+    saves it as the model, the usual way to steadier samples; the trained weights and the
+    optimizer state stay in the checkpoint for `resume`.
     """
     # Under torchrun the device picks the backend; otherwise it is resolved where it always was.
     where = pick_device(device) if distributed.launched() else device
@@ -175,6 +187,7 @@ def train(
             compile=compile,
             lr_schedule=lr_schedule,
             channels_last=channels_last,
+            ema=ema,
             force=force,
             reporter=ctx.reporter(reporter or Reporter(quiet=True)),
         )
@@ -203,6 +216,7 @@ def _train(
     compile,
     lr_schedule,
     channels_last,
+    ema,
     force,
     reporter,
 ) -> TrainResult:
@@ -251,6 +265,10 @@ def _train(
                 f"--lr-schedule {lr_schedule} differs from the resumed run's {saved_schedule}"
             )
         lr_schedule = saved_schedule
+        saved_ema = state.get("ema")
+        if ema is not None and ema != saved_ema:
+            raise UsageError(f"--ema {ema} differs from the resumed run's {saved_ema or 'none'}")
+        ema = saved_ema
         if lr_schedule != "constant" and state.get("planned_epochs", epochs) != epochs:
             reporter.warn(
                 f"the {lr_schedule} learning-rate schedule of {resume} was planned for "
@@ -275,6 +293,8 @@ def _train(
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if batch_size < 1 or size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UsageError("--batch-size, --size and --lr must be positive")
+    if ema is not None and not 0 < ema < 1:
+        raise UsageError(f"--ema must be between 0 and 1 (a decay per step), got {ema}")
     lr_schedule = lr_schedule or "constant"
     if lr_schedule not in LR_SCHEDULES:
         raise UsageError(
@@ -353,13 +373,19 @@ def _train(
         f"{_path_words(path_state)} ({fast.reason})"
     )
 
+    average = None  # with --ema: the averaged copy that the checkpoint saves as the model
     if resume is not None:
         model = load_checkpoint(resume).model.to(dev)
+        if ema:
+            average = copy.deepcopy(model)  # a --ema checkpoint's model is the average
+            model.load_state_dict(load_raw_weights(info))
     else:
         with torch.random.fork_rng(devices=[]):  # seed the init without touching global state
             torch.manual_seed(seed)
             model = build_model(architecture, config_values).to(dev)
     check_batch_statistics(model, batch_size, "raise --batch-size")
+    if ema and average is None:
+        average = copy.deepcopy(model)
     if ctx.active and sync_bn:
         model = distributed.sync_batchnorm(model, ctx)
     if fast.channels_last:
@@ -390,7 +416,10 @@ def _train(
     if ctx.active:  # only then: a one-process checkpoint stays byte for byte what it was
         spread_state = {"processes": ctx.world, "sync_bn": bool(sync_bn)}
         provenance.update(spread_state)
+    ema_state = {"ema": ema} if ema else {}
+    provenance.update(ema_state)
     trained = model  # what the checkpoint saves: never the DDP wrapper
+    update_average = _averager(average, trained, ema) if ema else None
     if ctx.active:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -410,12 +439,16 @@ def _train(
                         model, optimizer, images.images, batch_size, seed, epoch, epochs, dev,
                         reporter, goal, make_input, ctx, fast,
                         lambda done: learning_rate(lr, lr_schedule, done, epochs),
+                        update_average,
                     )
                 )
             if ctx.main:
+                if average is not None:
+                    _copy_buffers(trained, average)  # batch norm's running statistics
                 save_checkpoint(
                     out,
-                    trained,
+                    average if average is not None else trained,
+                    raw_model=trained if average is not None else None,
                     architecture=architecture,
                     config=config_values,
                     provenance={**provenance, "epochs": epoch + 1, "final_loss": losses[-1]},
@@ -430,6 +463,7 @@ def _train(
                         **schedule_state,
                         **path_state,
                         **spread_state,
+                        **ema_state,
                     },
                 )
                 saved = epoch + 1
@@ -470,6 +504,30 @@ def _train(
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def _averager(average, trained, decay: float):
+    """A function that moves `average`'s parameters towards `trained`'s by (1 - decay)."""
+    import torch
+
+    raw = dict(trained.named_parameters())
+    pairs = [(a, raw[name]) for name, a in average.named_parameters()]
+
+    def update() -> None:
+        with torch.no_grad():
+            for mean, value in pairs:
+                mean.lerp_(value, 1 - decay)
+
+    return update
+
+
+def _copy_buffers(source, target) -> None:
+    import torch
+
+    found = dict(source.named_buffers())
+    with torch.no_grad():
+        for name, buffer in target.named_buffers():
+            buffer.copy_(found[name])
+
+
 def learning_rate(lr: float, schedule: str, epochs_done: float, epochs: int) -> float:
     """The rate for a step taken after `epochs_done` epochs (fractional) of `epochs`: a pure
     function of progress, so a resumed run continues the schedule exactly."""
@@ -485,7 +543,7 @@ def _path_words(path: Mapping[str, Any]) -> str:
 
 def _train_epoch(
     model, optimizer, pixels, batch_size, seed, epoch, epochs, device, reporter, goal, make_input,
-    ctx=distributed.SINGLE, fast=None, rate=None,
+    ctx=distributed.SINGLE, fast=None, rate=None, after_step=None,
 ):
     """One pass over this rank's share of the data, in the order fixed by (seed, epoch);
     returns the mean loss (over all ranks). The forward pass runs on `fast`'s precision and
@@ -529,6 +587,8 @@ def _train_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step()
             total += loss.detach()
             if task.active and (b % 10 == 9 or b + 1 == batches):  # a sync only when shown
                 task.advance(b % 10 + 1, loss=f"{total.item() / (b + 1):.5f}")

@@ -126,6 +126,50 @@ def test_each_training_precision_is_recorded_and_deterministic(image_folder, tmp
     assert read_checkpoint_info(again.path).training_state["channels_last"] is False
 
 
+def test_ema_saves_the_average_as_the_model_and_resumes_exactly(
+    image_folder, tmp_path, monkeypatch
+):
+    from aegen.checkpoint import RAW_PREFIX, load_checkpoint, weights_only
+
+    whole = train(image_folder, tmp_path / "whole.safetensors", epochs=2, seed=5, ema=0.9,
+                  **FAST)
+    info = read_checkpoint_info(whole.path)
+    assert info.training_state["ema"] == 0.9 and info.provenance["ema"] == 0.9
+    saved = weights(whole.path)
+    averaged = {k: v for k, v in saved.items() if not k.startswith(("optimizer/", RAW_PREFIX))}
+    raw = {k[len(RAW_PREFIX):]: v for k, v in saved.items() if k.startswith(RAW_PREFIX)}
+    assert raw.keys() == averaged.keys()
+    moved = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], averaged[k])]
+    assert moved  # the model is the average, not the last step's weights
+    model = load_checkpoint(whole.path).model  # the raw copies are not part of the model
+    assert torch.equal(model.state_dict()[moved[0]], averaged[moved[0]])
+    plain = train(image_folder, tmp_path / "plain.safetensors", epochs=2, seed=5, **FAST)
+    assert plain.losses == whole.losses  # the average does not change training itself
+    plain_weights = weights(plain.path)
+    assert all(torch.equal(raw[k], plain_weights[k]) for k in raw)
+
+    part = tmp_path / "part.safetensors"
+    real, calls = training._train_epoch, []
+
+    def stop_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(training, "_train_epoch", stop_in_second_epoch)
+        train(image_folder, part, epochs=2, seed=5, ema=0.9, **FAST)
+    with pytest.raises(UsageError, match="--ema 0.5 differs"):
+        train(image_folder, part, epochs=2, resume=part, ema=0.5)
+    train(image_folder, part, epochs=2, resume=part)
+    assert part.read_bytes() == whole.path.read_bytes()
+    slim = weights_only(whole.path, tmp_path / "slim.safetensors")
+    assert not any(k.startswith(RAW_PREFIX) for k in weights(slim))
+    with pytest.raises(UsageError, match="--ema must be between 0 and 1"):
+        train(image_folder, tmp_path / "x.safetensors", epochs=1, ema=1.5, **FAST)
+
+
 def test_fp16_training_is_refused_in_words(image_folder, tmp_path):
     with pytest.raises(UsageError, match="fp16 training needs gradient scaling"):
         train(image_folder, tmp_path / "m.safetensors", epochs=1, precision="fp16", **FAST)
