@@ -33,26 +33,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from quality import (  # noqa: E402  (the quality benchmark's judge and data)
     FASHION,
-    classifier,
     confidences,
+    load_judge,
     load_split,
     nearest_distances,
-    train_classifier,
 )
 
 FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers17"
 SIZE = 32
-
-
-def load_judge(path: Path | None, train_x, train_y, epochs: int):
-    if path is not None and path.exists():
-        judge = classifier()
-        judge.load_state_dict(torch.load(path, weights_only=True))
-        return judge.eval()
-    judge = train_classifier(train_x, train_y, epochs)
-    if path is not None:
-        torch.save(judge.state_dict(), path)
-    return judge
 
 
 def folder_images(folder: Path) -> torch.Tensor:
