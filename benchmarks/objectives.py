@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from quality import (  # noqa: E402  (the quality benchmark's judge and data)
     FASHION,
+    JUDGES,
     confidences,
     load_judge,
     load_split,
@@ -80,7 +81,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", type=Path, default=None,
                         help="the quality benchmark's classifier cache (trained if missing)")
-    parser.add_argument("--classifier-epochs", type=int, default=6)
+    parser.add_argument("--classifier", choices=JUDGES, default="batchnorm",
+                        help="the quality benchmark's judge: batchnorm (of record) or plain")
+    parser.add_argument("--classifier-epochs", type=int, default=None)
     parser.add_argument("--fashion-epochs", type=int, default=2)
     parser.add_argument("--flowers-epochs", type=int, default=40)
     parser.add_argument("--width", type=int, default=16)
@@ -99,7 +102,7 @@ def main() -> None:
     args.grids.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_split("train", SIZE)
     test_x, _ = load_split("t10k", SIZE)
-    judge = load_judge(args.judge, train_x, train_y, args.classifier_epochs)
+    judge = load_judge(args.judge, train_x, train_y, args.classifier_epochs, args.classifier)
     datasets = {
         "fashion": (FASHION / "train-images-idx3-ubyte.gz", args.fashion_epochs, 64,
                     train_x, test_x),

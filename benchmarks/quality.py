@@ -1,9 +1,10 @@
 """How good is the shipped default model? Measured on Fashion-MNIST, as docs/default-model.md
 reports it.
 
-1. Recognisable: a small CNN classifier, trained here on the Fashion-MNIST training set, labels
-   each of 256 samples from `aegen generate` (default settings, seeds 0..255); we report the share
-   labelled with confidence >= 0.9 and which of the 10 classes appear. The judge is at 32x32.
+1. Recognisable: a small CNN classifier (the judge), trained here on the Fashion-MNIST training
+   set (8 epochs, about 5 minutes on 2 cores), labels each of 256 samples from `aegen generate`
+   (default settings, seeds 0..255); we report the share labelled with confidence >= 0.9 and
+   which of the 10 classes appear. A row of pure noise checks that the judge rejects non-garments.
 2. Not memorised: each sample's nearest training image (pixel L2) is compared with the 5th
    percentile of test-image-to-training-set distances; we report the share at or above it.
 3. Denoising: on 1,000 test images, gaussian alpha 0.5 (as `aegen denoise --alpha 0.5`), the
@@ -15,7 +16,7 @@ The same figures for 256 real test images form the reference row.
         [--schedule cosine] [--steps 200]     # to try other sampling settings
         [--precision fp32,auto]   # each precision, and the differences from the first
         [--samples 1024 --seed 1000]          # a check on samples the figures were not chosen on
-        [--classifier batchnorm --judge judge-bn.pt]   # a second, independently designed judge
+        [--classifier plain --judge judge-plain.pt]   # the first judge, for earlier figures
 """
 
 from __future__ import annotations
@@ -42,15 +43,16 @@ def load_split(name: str, size: int):
     return images, labels
 
 
-JUDGES = ("plain", "batchnorm")  # plain: the judge of record; batchnorm: a second opinion
+# batchnorm: the judge of record. plain: the first judge, kept to compare with earlier figures;
+# it labels pure noise a garment with confidence >= 0.9 (the noise row), so it overrates blobs.
+JUDGES = ("batchnorm", "plain")
 EPOCHS = {"plain": 6, "batchnorm": 8}
 
 
-def classifier(kind: str = "plain") -> nn.Module:
-    """plain: two convolutions with max-pooling and two linear layers, the judge every figure in
-    docs/default-model.md was first measured with. batchnorm: a second, independently designed
-    judge (three convolution blocks with batch norm), to check that a result is not one judge's
-    quirk."""
+def classifier(kind: str = "batchnorm") -> nn.Module:
+    """batchnorm: three blocks of convolution, batch norm and max-pooling, then two linear layers.
+    plain: two convolutions with max-pooling and two linear layers, the first judge (earlier
+    figures in docs/default-model.md were measured with it)."""
     if kind == "plain":
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -78,7 +80,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         ..., 2:-2, 2:-2]
 
 
-def train_classifier(images, labels, epochs: int, kind: str = "plain") -> nn.Module:
+def train_classifier(images, labels, epochs: int, kind: str = "batchnorm") -> nn.Module:
     """plain: Adam 1e-3, constant, batches of 128. batchnorm: Adam with a one-cycle learning
     rate (peak 2e-3) on flipped and shifted batches of 128."""
     torch.manual_seed(0)
@@ -111,7 +113,7 @@ def train_classifier(images, labels, epochs: int, kind: str = "plain") -> nn.Mod
 
 
 def load_judge(path: Path | None, train_x, train_y, epochs: int | None = None,
-               kind: str = "plain") -> nn.Module:
+               kind: str = "batchnorm") -> nn.Module:
     """The judge cached at PATH if it is of this kind and epoch count, else a newly trained one
     (saved there). A cache holding a bare state dict is a plain judge, as earlier versions
     wrote."""
@@ -154,10 +156,10 @@ def nearest_distances(queries: torch.Tensor, reference: torch.Tensor) -> torch.T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="default: the shipped default model")
-    parser.add_argument("--classifier", choices=JUDGES, default="plain",
-                        help="the judge: plain (of record) or batchnorm (a second opinion)")
+    parser.add_argument("--classifier", choices=JUDGES, default="batchnorm",
+                        help="the judge: batchnorm (of record) or plain (the first one)")
     parser.add_argument("--classifier-epochs", type=int, default=None,
-                        help="default: 6 for plain, 8 for batchnorm")
+                        help="default: 8 for batchnorm, 6 for plain")
     parser.add_argument("--seed", type=int, default=0,
                         help="samples use seeds SEED..SEED+SAMPLES-1 (default 0: the figures of "
                              "record; another value checks them on fresh samples)")
