@@ -39,12 +39,13 @@ def test_recipe_script_matches_the_shipped_model():
     assert flags["objective"] == objective["name"] == "denoise"
     assert not re.search(r"-O |--option ", script)  # the objective's defaults
     assert objective["options"] == {"schedule": "linear", "mu": 0.7, "sigma": 0.2}
-    # Trained before --precision existed (no record: fp32, contiguous, constant lr): the script
-    # must ask for exactly that, not for today's defaults.
+    # The arithmetic it was trained with is pinned in the script, not left to --precision auto,
+    # which could pick otherwise on another CPU.
     assert flags["precision"] == provenance.get("precision", "fp32")
     layout = "--channels-last" if provenance.get("channels_last", False) else "--contiguous"
     assert layout in script
     assert flags.get("lr-schedule", "constant") == provenance.get("lr_schedule", "constant")
+    assert float(flags.get("ema", 0)) == provenance.get("ema", 0)
 
 
 def test_generate_without_a_checkpoint_uses_the_default_model(tmp_path):
