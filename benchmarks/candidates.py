@@ -27,8 +27,7 @@ import quality  # noqa: E402  (the benchmark's own judge, data and distances)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--judge", type=Path, default=None,
-                        help="cache file of the judge of record (trained if missing)")
+    quality.add_judge_option(parser)
     parser.add_argument("--seed", type=int, default=1000, help="first sample seed")
     parser.add_argument("--samples", type=int, default=1024)
     args = parser.parse_args()
@@ -38,9 +37,7 @@ def main() -> None:
 
     from aegen.runs import Outputs, generate_files
 
-    train_x, train_y = quality.load_split("train", 32)
-    test_x, _ = quality.load_split("t10k", 32)
-    judge = quality.load_judge(args.judge, train_x, train_y, kind="batchnorm")
+    train_x, test_x, _, judge = quality.judge_of_record(args.judge)
     p5 = torch.quantile(quality.nearest_distances(test_x[:1000], train_x), 0.05).item()
     print(f"{args.samples} samples, seeds {args.seed}..{args.seed + args.samples - 1}, "
           "aegen generate's defaults; per class: drawn/confident")

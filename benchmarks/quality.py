@@ -138,6 +138,19 @@ def load_judge(path: Path | None, train_x, train_y, epochs: int | None = None,
     return judge
 
 
+def judge_of_record(path: Path | None, size: int = 32):
+    """What the companion scripts (candidates.py, reconstruction.py) judge with: the
+    Fashion-MNIST splits and the batch-norm judge, cached at PATH."""
+    train_x, train_y = load_split("train", size)
+    test_x, test_y = load_split("t10k", size)
+    return train_x, test_x, test_y, load_judge(path, train_x, train_y, kind="batchnorm")
+
+
+def add_judge_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", type=Path, default=None,
+                        help="cache file of the judge of record (trained if missing)")
+
+
 @torch.no_grad()
 def confidences(model: nn.Module, images: torch.Tensor):
     probs = torch.cat([model(images[i : i + 512]).softmax(1) for i in range(0, len(images), 512)])

@@ -26,17 +26,14 @@ import quality  # noqa: E402  (the benchmark's own judge and data)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--judge", type=Path, default=None,
-                        help="cache file of the judge of record (trained if missing)")
+    quality.add_judge_option(parser)
     parser.add_argument("--c", type=float, default=0.99, help="share of the image in the input")
     parser.add_argument("--per-class", type=int, default=64)
     args = parser.parse_args()
 
     from aegen.checkpoint import load_checkpoint
 
-    train_x, train_y = quality.load_split("train", 32)
-    test_x, test_y = quality.load_split("t10k", 32)
-    judge = quality.load_judge(args.judge, train_x, train_y, kind="batchnorm")
+    _, test_x, test_y, judge = quality.judge_of_record(args.judge)
     images = torch.cat([test_x[test_y == k][: args.per_class] for k in range(10)])
     labels = torch.arange(10).repeat_interleave(args.per_class)
 
