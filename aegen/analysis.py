@@ -139,6 +139,7 @@ def represent_files(
     if layer not in layer_names(loaded.model):
         raise UsageError(f"no layer {layer!r} in this model; see --list-layers")
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=limit)
+    reporter.info(f"representing {len(images)} image(s) at layer {layer!r}, seed {seed}")
     models: dict[str, torch.nn.Module] = {}
     if not untrained or compare:
         models["trained"] = loaded.model

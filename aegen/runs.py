@@ -309,6 +309,8 @@ def _generate_files(
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     seeds = [seed + i for i in range(n)]
     if outputs.grid is None and outputs.out_dir is None:
         outputs.grid = "grid-{seed}.png"
@@ -319,7 +321,7 @@ def _generate_files(
     loaded, dev = load_model(checkpoint, device, reporter)
     model, fast = fast_model(
         loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last,
-        batch_size=batch_size,
+        batch_size=min(batch_size or n, n),  # the batch the model sees
     )
     info = loaded.info
     reporter.info(
@@ -443,6 +445,8 @@ def _walk_files(
     seed = ctx.agree(random.randrange(2**31)) if seed is None else seed
     if n < 1:
         raise UsageError(f"--n must be at least 1, got {n}")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if start_steps < 1:
         raise UsageError(f"--start-steps must be at least 1, got {start_steps}")
     if not (0 <= tolerance < float("inf")):
@@ -458,7 +462,7 @@ def _walk_files(
     exact = f"--stats measures per-step changes down to {tolerance:g}" if stats else None
     model, fast = fast_model(
         loaded, dev, precision, compile, running_stats, reporter, exact, channels_last,
-        batch_size,
+        min(batch_size or n, n),
     )
     if stats and fast.precision != "fp32":
         reporter.warn(
@@ -497,7 +501,9 @@ def _walk_files(
     seeds = [seed + i for i in range(n)]
     plan = _plan(outputs, seeds, steps, size)
     tracker = WalkStats(start.to(dev), steps, tolerance) if stats and ctx.main else None
-    reporter.info(f"walking {n} chain(s) with {sampler!r} for {steps} steps")
+    reporter.info(
+        f"walking {n} chain(s) with {sampler!r} for {steps} steps, seeds {seed}..{seeds[-1]}"
+    )
     _warn_idle(ctx, n, batch_size, reporter)
     result = _sample_and_record(
         plan,
