@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import AegenError, UsageError
+from .hardware import NOTABLE_FLAGS
 
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
@@ -28,16 +29,17 @@ Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="auto, fp32, bf16 or fp16. auto takes bf16 where the device computes it natively "
-        "and the model stays within tolerance of fp32, else fp32 (see: aegen info --device).",
+        help="auto, fp32, bf16 or fp16. auto runs the model the fastest way measured on this "
+        "machine for this model and batch size (bf16 only where the CPU/GPU computes it "
+        "natively and the model stays within tolerance of fp32); see: aegen info --device.",
     ),
 ]
 MemoryFormat = Annotated[
     bool | None,
     typer.Option(
         "--channels-last/--contiguous",
-        help="Memory format of the model's tensors. [default: channels-last on CPUs and at "
-        "reduced precision on GPUs, where it measured faster]",
+        help="Memory format of the model's tensors. [default: what --precision auto measured "
+        "faster]",
         show_default=False,
     ),
 ]
@@ -783,6 +785,14 @@ def info_command(
             help="Checkpoint (.safetensors). [default: the shipped default model]",
         ),
     ] = None,
+    checkpoint_option: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="The checkpoint, given as the other commands take it (same as CHECKPOINT).",
+        ),
+    ] = None,
     device: Annotated[
         bool,
         typer.Option(
@@ -791,6 +801,13 @@ def info_command(
             "for the checkpoint, and why.",
         ),
     ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="With --device: the batch size to choose for (generate's default is 16).",
+        ),
+    ] = 16,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -802,13 +819,19 @@ def info_command(
     \b
     Examples:
       aegen info model.safetensors
+      aegen info -c model.safetensors --json
       aegen info --device            # the default model on this machine's fast path
+      aegen info --device --batch-size 64
     """
     from .checkpoint import read_checkpoint_info
     from .defaults import resolve_checkpoint
 
+    checkpoint = _one_checkpoint(checkpoint, checkpoint_option)
+
     if device:
-        _device_info(checkpoint, as_json, quiet)
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        _device_info(checkpoint, batch_size, as_json, quiet)
         return
     info = read_checkpoint_info(resolve_checkpoint(checkpoint, _reporter(quiet))).as_json()
     if as_json:
@@ -828,23 +851,37 @@ def info_command(
     print("\n".join(lines))
 
 
-def _device_info(checkpoint: Path | None, as_json: bool, quiet: bool) -> None:
+def _one_checkpoint(positional: Path | None, option: Path | None) -> Path | None:
+    """`info CKPT` and `info -c CKPT` alike; both only when they name the same file."""
+    if positional is not None and option is not None:
+        if positional.resolve() != option.resolve():
+            raise UsageError(
+                f"CHECKPOINT {positional} and -c/--checkpoint {option} name different files; "
+                "give one"
+            )
+    return positional if positional is not None else option
+
+
+def _device_info(checkpoint: Path | None, batch_size: int, as_json: bool, quiet: bool) -> None:
+    from .cache import cache_dir
     from .precision import describe
     from .runs import load_model
 
     reporter = _reporter(quiet)
     loaded, dev = load_model(checkpoint, "auto", reporter)
     info = loaded.info
-    report = describe(dev, loaded.model, (info.channels, info.size, info.size))
+    report = describe(dev, loaded.model, (info.channels, info.size, info.size), batch_size)
     report["checkpoint"] = str(info.path)
+    report["cache"] = str(cache_dir())
     if as_json:
         print(json.dumps(report, indent=2))
         return
     auto = report["auto"]
-    layout = ", channels-last" if auto["channels_last"] else ""
+    flags = ", ".join(report["cpu_flags"]) or "none of " + ", ".join(NOTABLE_FLAGS)
     lines = [
         f"device        {report['device']} (torch {report['torch']}"
         + (f", {report['threads']} threads)" if report["threads"] else ")"),
+        f"cpu           {report['cpu']} (flags: {flags})",
         f"native bf16   {'yes' if report['native_bf16'] else 'no'}: {report['why']}",
         f"checkpoint    {report['checkpoint']}",
     ]
@@ -852,7 +889,8 @@ def _device_info(checkpoint: Path | None, as_json: bool, quiet: bool) -> None:
         f"{name:<14}max |diff| vs fp32 {check['max_diff']:.4f} (tolerance {check['tolerance']})"
         for name, check in report.get("model", {}).items()
     ]
-    lines.append(f"auto picks    {auto['precision']}{layout}: {auto['reason']}")
+    lines.append(f"auto picks    {auto['reason'].removeprefix('auto: ')}")
+    lines.append(f"measurements  {report['cache']} (delete it to measure again)")
     print("\n".join(lines))
 
 

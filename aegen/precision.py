@@ -6,9 +6,11 @@ all measured in benchmarks/fast_path.py (docs/performance.md):
   model (noise, schedule mixing, metrics, files) stays fp32, and outputs come back as fp32;
 - memory format: channels-last (NHWC) for image tensors, which oneDNN's convolutions prefer;
 - compilation: torch.compile of forward, encode and decode.
-`auto` takes bf16 where the hardware has native bf16 (AVX512-BF16 or AMX on CPUs, compute
-capability 8.0+ on NVIDIA GPUs) and fp32 elsewhere; docs/performance.md shows that its quality
-holds (per-step tolerance and the default model's quality benchmark).
+`auto` measures: of fp32 NCHW (the seed's way), fp32 channels-last and, where the hardware
+computes bf16 natively (AVX512-BF16 or AMX on CPUs, compute capability 8.0+ on NVIDIA GPUs) and
+the model stays within bf16's tolerance, bf16, it runs the one timed fastest for this model at
+the run's batch size, and never one slower than fp32 NCHW. The measurement is remembered per
+machine, model and batch size (aegen/cache.py), so later runs choose, and compute, the same.
 """
 
 from __future__ import annotations
@@ -64,14 +66,14 @@ class FastPath:
 
 
 def native_bf16(device_type: str) -> tuple[bool, str]:
-    """Whether the device computes bf16 natively (so bf16 is faster, not emulated), and why."""
+    """Whether the device computes bf16 natively (so bf16 can be faster, not emulated), and
+    why: on CPUs from the flags the operating system lists (aegen/hardware.py)."""
     import torch
 
     if device_type == "cpu":
-        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        if probe is not None and probe():
-            return True, "this CPU has native bf16 (AVX512-BF16 or AMX) for oneDNN"
-        return False, "this CPU has no native bf16, so bf16 would be emulated (slower)"
+        from .hardware import cpu
+
+        return cpu().native_bf16()
     if device_type == "cuda":
         major, minor = torch.cuda.get_device_capability()
         name = torch.cuda.get_device_name()
@@ -248,73 +250,241 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
     return (out - reference).abs().max().item()
 
 
+def _label(fast: FastPath) -> str:
+    return f"{fast.precision} {'channels-last' if fast.channels_last else 'NCHW'}"
+
+
+def _has_conv(model: Any) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], device: Any,
+                running_stats: bool, batch: int) -> list[float]:
+    """Least seconds of one forward pass at the run's batch shape for each path, each on its
+    own copy of the model (layouts are converted in place), as sampling runs it."""
+    import copy
+
+    import torch
+
+    from .models import sampling_mode
+    from .speedprobe import best_times
+
+    x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    with contextlib.ExitStack() as stack:
+        calls = []
+        for path in paths:
+            twin = copy.deepcopy(model)
+            with torch.no_grad():
+                wrapped = accelerate(twin, path)
+            stack.enter_context(sampling_mode(twin, running_stats))
+            calls.append(lambda wrapped=wrapped: wrapped(x))
+        with torch.inference_mode():
+            return best_times(calls, sync)
+
+
+def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str, Any],
+                    ) -> tuple[FastPath, str]:
+    """The fastest of `paths` (the first is the plain baseline), measured by `time_them(paths)`
+    (seconds each) or recalled from an earlier measurement with the same `key_fields` on this
+    machine; and the words that say so."""
+    from datetime import date
+
+    from . import cache
+    from .speedprobe import CACHE_NAME, fastest
+
+    labels = [_label(p) for p in paths]
+    key = cache.key_of({**key_fields, "ways": labels})
+    entry = cache.recall(CACHE_NAME, key)
+    if entry and entry.get("choice") in labels and isinstance(entry.get("times_ms"), dict):
+        times_ms = entry["times_ms"]
+        when = f"measured {entry.get('measured', 'earlier')}, kept in {cache.cache_dir()}"
+    else:
+        try:
+            seconds = time_them(paths)
+        except Exception as exc:  # a model that cannot be copied or run twice: the plain way
+            return paths[0], f"not measured ({type(exc).__name__}: {exc})"
+        times_ms = {label: round(1000 * t, 3) for label, t in zip(labels, seconds)}
+        choice = labels[fastest(seconds)]
+        stored = cache.remember(CACHE_NAME, key, {
+            "choice": choice, "times_ms": times_ms, "measured": date.today().isoformat(),
+        })
+        when = "measured now" + ("" if stored else " (the cache could not be written)")
+        entry = {"choice": choice}
+    chosen = paths[labels.index(entry["choice"])]
+    shown = ", ".join(f"{label} {times_ms.get(label, float('nan')):.2f} ms" for label in labels)
+    return chosen, f"fastest here ({shown}; {when})"
+
+
+def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: int,
+              running_stats: bool = False, exact: str | None = None,
+              channels_last: bool | None = None, compile: bool = False) -> FastPath:
+    """What `--precision auto` runs: of fp32 NCHW (the seed's way), fp32 channels-last and, on
+    hardware with native bf16 and for a model that stays within tolerance, bf16, the one
+    measured fastest for this model at this batch size, never one slower than fp32 NCHW."""
+    import dataclasses
+
+    import torch
+
+    device_type = torch.device(device).type
+    layouts = ([channels_last] if channels_last is not None
+               else [False, True] if _has_conv(model) else [False])
+    native, why = native_bf16(device_type)
+    notes: list[str] = []
+    paths = [FastPath("fp32", cl, False, device_type, "") for cl in layouts]
+    if exact:
+        notes.append(f"fp32 only, because {exact}")
+    elif not native:
+        notes.append(f"bf16 not tried: {why}")
+    else:
+        for cl in layouts:
+            bf16 = FastPath("bf16", cl, False, device_type, "")
+            try:
+                gap = deviation(model, bf16, shape, device, running_stats, max(2, min(batch,
+                                                                                    PROBE_BATCH)))
+            except Exception as exc:  # e.g. a plugin's op with no kernel at this precision
+                notes.append(f"bf16 not used: this model failed under it ({type(exc).__name__}: "
+                             f"{exc})")
+                break
+            if gap > TOLERANCE["bf16"]:
+                notes.append(f"bf16 not used: this model's output under bf16 differs from fp32 "
+                             f"by up to {gap:.3f}, over the tolerance {TOLERANCE['bf16']}")
+                break
+            paths.append(bf16)
+        if not notes:
+            notes.append(f"{why}; this model stays within bf16's tolerance")
+    if len(paths) == 1:
+        chosen, how = paths[0], "the only way to try"
+    else:
+        from .speedprobe import machine_fingerprint, model_fingerprint
+
+        key = {"machine": machine_fingerprint(device), "model": model_fingerprint(model),
+               "shape": list(shape), "batch": batch, "running_stats": running_stats,
+               "task": "sampling"}
+        chosen, how = measure_fastest(
+            paths,
+            lambda ways: _time_paths(model, ways, shape, device, running_stats, batch),
+            key,
+        )
+    reason = f"auto: {_label(chosen)} at batch {batch}, {how}; {'; '.join(notes)}"
+    return dataclasses.replace(chosen, compile=compile, reason=reason)
+
+
+def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int, int],
+                   device: Any, batch: int) -> list[float]:
+    """Least seconds of one training step's forward and backward pass (MSE, as `train` runs
+    it) for each path, each on a fresh model of its own; the global random state is kept."""
+    import torch
+    import torch.nn.functional as F
+
+    from .speedprobe import best_times
+
+    x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    calls = []
+    for path in paths:
+        with torch.random.fork_rng(devices=[]):
+            model = make_model().to(device).train()
+        if path.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+
+        def step(model=model, path=path):
+            model.zero_grad(set_to_none=True)
+            with path.autocast():
+                y = model(to_memory_format(x, path.channels_last))
+            F.mse_loss(y.float(), x).backward()
+
+        calls.append(step)
+    return best_times(calls, sync)
+
+
+def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, int], batch: int,
+                       channels_last: bool | None = None, compile: bool = False,
+                       agree: Any = lambda value: value) -> FastPath:
+    """`--precision auto` for training: of fp32 NCHW, fp32 channels-last and (with native
+    bf16) bf16, the training step measured fastest for this architecture at this batch size,
+    never one slower than fp32 NCHW. `agree` makes every process of a torchrun take rank 0's
+    choice. Weights, optimizer and loss stay fp32 in every case."""
+    import dataclasses
+
+    import torch
+
+    from .speedprobe import machine_fingerprint, model_fingerprint
+
+    device_type = torch.device(device).type
+    with torch.random.fork_rng(devices=[]):
+        shell = make_model()
+    layouts = ([channels_last] if channels_last is not None
+               else [False, True] if _has_conv(shell) else [False])
+    native, why = native_bf16(device_type)
+    precisions = ["fp32", "bf16"] if native else ["fp32"]
+    paths = [FastPath(p, cl, False, device_type, "") for p in precisions for cl in layouts]
+    note = "bf16 tried: " + why if native else "bf16 not tried: " + why
+    if len(paths) == 1:
+        chosen, how = paths[0], "the only way to try"
+    else:
+        key = {"machine": machine_fingerprint(device), "model": model_fingerprint(shell),
+               "shape": list(shape), "batch": batch, "task": "training"}
+        chosen, how = measure_fastest(
+            paths, lambda ways: _time_training(make_model, ways, shape, device, batch), key
+        )
+    chosen = paths[[_label(p) for p in paths].index(agree(_label(chosen)))]
+    reason = f"auto: {_label(chosen)} at batch {batch}, {how}; {note}"
+    return dataclasses.replace(chosen, compile=compile, reason=reason)
+
+
 def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
             shape: tuple[int, int, int], running_stats: bool = False,
             exact: str | None = None, channels_last: bool | None = None,
             batch_size: int | None = None) -> tuple[Any, FastPath]:
     """Choose the fast path for this model on this device and wrap the model in it.
 
-    `auto` keeps bf16 only if this model's output stays within TOLERANCE["bf16"] of fp32 on a
-    probe batch; otherwise it falls back to fp32 and says why in `FastPath.reason`. `exact`, a
-    reason the run needs fp32 (e.g. a measurement finer than bf16's rounding), makes `auto` take
-    fp32. A precision asked for explicitly is used as asked; its measured deviation is in the
-    reason. The probe batch is no larger than the run's `batch_size` (memory)."""
+    `auto` measures (`auto_path`) at the run's `batch_size`; `exact`, a reason the run needs
+    fp32 (e.g. a measurement finer than bf16's rounding), keeps it to fp32. A precision asked
+    for explicitly is used as asked; its measured deviation from fp32 is in the reason."""
     import dataclasses
 
+    if precision == "auto":
+        fast = auto_path(model, device, shape=shape, batch=batch_size or PROBE_BATCH,
+                         running_stats=running_stats, exact=exact,
+                         channels_last=channels_last, compile=compile)
+        return accelerate(model, fast), fast
     fast = for_model(choose(precision, device, compile, channels_last), model)
-    if precision == "auto" and exact and fast.precision != "fp32":
-        fast = for_model(choose("fp32", device, compile, channels_last), model)
-        fast = dataclasses.replace(fast, reason=f"auto: fp32, because {exact}")
     if fast.precision != "fp32":
-        try:
-            probe = min(PROBE_BATCH, batch_size or PROBE_BATCH)
-            gap = deviation(model, fast, shape, device, running_stats, max(probe, 2))
-        except Exception as exc:  # e.g. a plugin's op with no kernel at this precision
-            if precision != "auto":
-                raise
-            gap, failure = float("inf"), f"{type(exc).__name__}: {exc}"
-        else:
-            failure = ""
+        probe = min(PROBE_BATCH, batch_size or PROBE_BATCH)
+        gap = deviation(model, fast, shape, device, running_stats, max(probe, 2))
         limit = TOLERANCE[fast.precision]
-        if gap > limit and precision == "auto":
-            fast = dataclasses.replace(
-                fast,
-                precision="fp32",
-                channels_last=for_model(
-                    choose("fp32", device, channels_last=channels_last), model
-                ).channels_last,
-                reason=(
-                    f"auto: fp32, because this model failed under {fast.precision} ({failure})"
-                    if failure else
-                    f"auto: fp32, because this model's output under {fast.precision} differs "
-                    f"from fp32 by up to {gap:.3f}, over the tolerance {limit}"
-                ),
-            )
-        else:
-            verdict = "within" if gap <= limit else "OVER"
-            fast = dataclasses.replace(
-                fast,
-                reason=f"{fast.reason}; this model: max |diff| {gap:.4f} vs fp32, "
-                f"{verdict} the tolerance {limit}",
-            )
+        verdict = "within" if gap <= limit else "OVER"
+        fast = dataclasses.replace(
+            fast,
+            reason=f"{fast.reason}; this model: max |diff| {gap:.4f} vs fp32, "
+            f"{verdict} the tolerance {limit}",
+        )
     return accelerate(model, fast), fast
 
 
 def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None = None,
-             ) -> dict[str, Any]:
-    """What `auto` chooses on this machine and why; with a model, also the per-model check
-    (the model's bf16/fp16 deviation from fp32 on the probe batch), for `aegen info --device`."""
+             batch: int = PROBE_BATCH) -> dict[str, Any]:
+    """The truth about this machine for `aegen info --device`: the CPU and its flags, whether
+    bf16 is native, and with a model its deviation from fp32 under each reduced precision and
+    what `auto` picks for it at `batch` images (measuring it, or recalling the measurement)."""
     import torch
 
+    from .hardware import cpu
+
     device_type = torch.device(device).type
-    fast, why = native_bf16(device_type)
+    native, why = native_bf16(device_type)
+    here = cpu()
     report: dict[str, Any] = {
         "torch": torch.__version__,
         "device": str(device),
+        "cpu": here.name,
+        "cpu_flags": here.notable,
         "threads": torch.get_num_threads() if device_type == "cpu" else None,
-        "native_bf16": fast,
+        "native_bf16": native,
         "why": why,
-        "auto": choose("auto", device).as_json(),
     }
     if model is not None and shape is not None:
         candidates = [p for p in ("bf16", "fp16") if supported(p, device_type)[0]]
@@ -325,7 +495,8 @@ def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None 
             }
             for p in candidates
         }
-        report["auto"] = prepare(model, device, "auto", shape=shape)[1].as_json()
+        report["batch"] = batch
+        report["auto"] = prepare(model, device, "auto", shape=shape, batch_size=batch)[1].as_json()
     return report
 
 

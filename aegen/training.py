@@ -222,7 +222,7 @@ def _train(
 ) -> TrainResult:
     import torch
 
-    from .precision import choose, compiled, for_model
+    from .precision import auto_training_path, choose, compiled, for_model
     out = Path(out)
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
@@ -341,6 +341,12 @@ def _train(
         reporter.warn(
             f"{resume} was trained on {info.provenance['images']} images, {data} has "
             f"{count}: the result will differ from an uninterrupted run"
+        )
+    if (precision or "auto") == "auto":
+        fast = auto_training_path(
+            lambda: build_model(architecture, config_values), dev,
+            shape=(images.channels, size, size), batch=batch_size,
+            channels_last=channels_last, compile=compile, agree=ctx.agree,
         )
     path_state = {"precision": fast.precision, "channels_last": fast.channels_last,
                   "compiled": fast.compile}
@@ -590,6 +596,8 @@ def _train_epoch(
             if after_step is not None:
                 after_step()
             total += loss.detach()
-            if task.active and (b % 10 == 9 or b + 1 == batches):  # a sync only when shown
-                task.advance(b % 10 + 1, loss=f"{total.item() / (b + 1):.5f}")
+            if b + 1 == batches or (task.active and b % 10 == 9):  # a sync only when shown
+                task.advance(1, loss=f"{total.item() / (b + 1):.5f}")
+            else:
+                task.advance()
     return ctx.mean(total).item() / batches

@@ -1,28 +1,26 @@
-"""The fast path against the seed's loop: aegen's sampling at each precision / memory format /
-compile setting, and one training step, each as a speed-up over plain fp32 NCHW eager PyTorch on
-the same model.
+"""`--precision auto` against fp32 NCHW: for each model and batch size, the time of aegen's
+sampling with what `auto` picks on this machine, with `--precision fp32 --contiguous` (the seed's
+way, through aegen), and with a bare PyTorch loop of the same maths, from one run.
 
-Models: the shipped default model (grey 32x32, batch 64) and a U-Net of the seed's width
-(width 64, depth 4, RGB 64x64, batch 16): trained if --seed-checkpoint is given, else freshly
-initialised (speed does not depend on weights, but `auto`'s per-model check does: bf16 changes an
-untrained U-Net's output by far more than its tolerance, so `auto` runs that one in fp32).
-Sampling runs aegen's `generate` (the `schedule` sampler, batch statistics, inference mode) on the
-model wrapped by `aegen.precision.accelerate`; the row "aegen default" is what `aegen generate`
-does with no flags (`--precision auto`, its per-model check included). The baseline is a bare
-loop of the same maths,
-`a = c * model(a) + d * noise`, in fp32 NCHW eager. Times are medians of --repeats runs,
-alternating; compilation time is excluded (printed separately). Also printed: the largest
-per-pixel difference from fp32 of one forward pass on the same input (the tolerance of
-aegen/precision.py), and the training speed-up of `--precision auto` over fp32 NCHW.
+Models: the shipped default model (grey 32x32) and a U-Net of the seed's width (width 64, depth
+4, RGB 64x64): trained if --seed-checkpoint is given, else freshly initialised (speed does not
+depend on weights; `auto`'s bf16 check does). Batch sizes: 4, 16 and 64 images (`aegen
+generate --n N`; its default is 16). `auto` measures afresh here (an empty measurement cache);
+the seconds its probe took are printed apart from the sampling times. Times are medians of
+--repeats runs in alternating order. With --all, also every precision and memory format by
+name, and --compile. Last, one training step (Adam on MSE) under `train`'s auto against fp32
+NCHW eager.
 
-    python benchmarks/fast_path.py [--steps 20] [--repeats 5] [--no-compile] [--no-seed-model]
-        [--seed-checkpoint flowers64.safetensors]   # a trained seed-width U-Net
+    python benchmarks/fast_path.py [--steps 10] [--repeats 3] [--sizes 4,16,64] [--all]
+        [--no-seed-model] [--seed-checkpoint flowers64.safetensors]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -72,20 +70,31 @@ def training_step_time(model_fn, shape, batch, fast, steps=6) -> float:
     return statistics.median(times)
 
 
+def cpu_line() -> str:
+    from aegen.hardware import cpu
+
+    here = cpu()
+    return (f"CPU: {here.name} ({here.machine}; flags: {', '.join(here.notable) or 'none'}; "
+            f"native bf16: {'yes' if here.native_bf16()[0] else 'no'}), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="4,16,64", help="batch sizes (images per run)")
+    parser.add_argument("--all", action="store_true", help="every setting by name, compile too")
     parser.add_argument("--no-seed-model", action="store_true")
     parser.add_argument("--seed-checkpoint", default=None,
                         help="a trained width-64 depth-4 RGB 64x64 U-Net")
     args = parser.parse_args()
+    os.environ["AEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="aegen-bench-cache-")
 
     from aegen.checkpoint import load_checkpoint
     from aegen.defaults import default_checkpoint
     from aegen.models import build_model, resolve_config
-    from aegen.precision import accelerate, choose, prepare
+    from aegen.precision import accelerate, auto_training_path, choose, prepare
 
     def default_model():
         return load_checkpoint(default_checkpoint()).model.train()
@@ -96,61 +105,63 @@ def main() -> None:
         torch.manual_seed(0)
         return build_model("unet", resolve_config("unet", {"width": 64, "depth": 4}, 3, 64))
 
-    models = [("default model, 1x32x32, batch 64", default_model, (1, 32, 32), 64)]
+    models = [("default model, 1x32x32", default_model, (1, 32, 32))]
     if not args.no_seed_model:
         state = "trained" if args.seed_checkpoint else "untrained"
-        models.append((f"seed-width U-Net ({state}), 3x64x64, batch 16", seed_model, (3, 64, 64),
-                       16))
-    settings = [("fp32", False), ("bf16", False), ("fp16", False)]
-    if not args.no_compile:
-        settings += [("fp32", True), ("bf16", True)]
-    auto = choose("auto", "cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {auto.reason}")
-    for title, make, shape, n in models:
-        base_model = make()
-        runs = {"bare fp32 NCHW eager":
-                lambda m=base_model, s=shape, k=n: bare_loop(m, s, k, args.steps)}
-        deviation, compile_s = {}, {}
-        x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(1)) * 0.4 + 0.5
-        with torch.inference_mode():
-            reference = base_model(x).clone()
-        chosen_model, chosen = prepare(make(), "cpu", "auto", shape=shape)
-        print(f"\n{title}: aegen default = {chosen.precision}"
-              f"{', channels-last' if chosen.channels_last else ''} ({chosen.reason})")
-        with torch.inference_mode():
-            deviation["aegen default"] = (chosen_model(x) - reference).abs().max().item()
-        runs["aegen default"] = lambda w=chosen_model, s=shape, k=n: aegen_generate(w, s, k,
-                                                                                   args.steps)
-        for precision, compiled in settings:
-            model = make()
-            fast = choose(precision, "cpu", compile=compiled)
-            wrapped = accelerate(model, fast)
-            name = f"aegen {precision}" + (" +compile" if compiled else "") + " channels-last"
-            start = time.perf_counter()
-            with torch.inference_mode():
-                deviation[name] = (wrapped(x) - reference).abs().max().item()
-            compile_s[name] = time.perf_counter() - start
-            runs[name] = lambda w=wrapped, s=shape, k=n: aegen_generate(w, s, k, args.steps)
-        for fn in runs.values():
-            fn()  # warm-up (and compilation)
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for i in range(args.repeats):
-            order = list(runs.items())
-            for name, fn in order if i % 2 == 0 else order[::-1]:
-                times[name].append(timed(fn))
-        base = statistics.median(times["bare fp32 NCHW eager"])
-        print(f"{title}, {args.steps} steps, median of {args.repeats}")
-        print(f"{'setting':38} {'s/run':>7} {'speed-up':>9} {'max |diff| vs fp32':>19}")
-        for name, values in times.items():
-            median = statistics.median(values)
-            diff = f"{deviation[name]:.4f}" if name in deviation else "-"
-            extra = f"  (first call {compile_s[name]:.1f} s)" if "compile" in name else ""
-            print(f"{name:38} {median:>7.3f} {base / median:>8.2f}x {diff:>19}{extra}")
+        models.append((f"seed-width U-Net ({state}), 3x64x64", seed_model, (3, 64, 64)))
+    sizes = [int(v) for v in args.sizes.split(",")]
+    named = []
+    if args.all:
+        named = [("fp32", False, True), ("bf16", False, True), ("fp16", False, True),
+                 ("fp32", True, True), ("bf16", True, True)]
+    print(cpu_line())
+    print(f"{args.steps} steps per run; medians of {args.repeats} runs; ratio = fp32 NCHW / "
+          "setting (above 1: faster than fp32 NCHW)")
+    for title, make, shape in models:
+        for n in sizes:
+            base_model = make()
+            runs = {"bare loop, fp32 NCHW eager":
+                    lambda m=base_model, s=shape, k=n: bare_loop(m, s, k, args.steps)}
+            fp32_model = accelerate(make(), choose("fp32", "cpu", channels_last=False))
+            runs["aegen --precision fp32 --contiguous"] = (
+                lambda w=fp32_model, s=shape, k=n: aegen_generate(w, s, k, args.steps))
+            began = time.perf_counter()
+            auto_model, auto = prepare(make(), "cpu", "auto", shape=shape, batch_size=n)
+            probe_s = time.perf_counter() - began
+            label = f"{auto.precision} {'channels-last' if auto.channels_last else 'NCHW'}"
+            runs[f"aegen auto ({label})"] = (
+                lambda w=auto_model, s=shape, k=n: aegen_generate(w, s, k, args.steps))
+            compile_s = {}
+            for precision, compiled, channels_last in named:
+                fast = choose(precision, "cpu", compile=compiled, channels_last=channels_last)
+                wrapped = accelerate(make(), fast)
+                name = f"aegen {precision} channels-last" + (" +compile" if compiled else "")
+                began = time.perf_counter()
+                aegen_generate(wrapped, shape, 2, 1)
+                compile_s[name] = time.perf_counter() - began
+                runs[name] = lambda w=wrapped, s=shape, k=n: aegen_generate(w, s, k, args.steps)
+            for fn in runs.values():
+                fn()  # warm-up (and compilation)
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for i in range(args.repeats):
+                order = list(runs.items())
+                for name, fn in order if i % 2 == 0 else order[::-1]:
+                    times[name].append(timed(fn))
+            base = statistics.median(times["aegen --precision fp32 --contiguous"])
+            print(f"\n{title}, {n} images: auto's probe {probe_s:.2f} s (once per machine, "
+                  f"model and batch size); {auto.reason}")
+            print(f"{'setting':44} {'s/run':>7} {'ratio':>7}")
+            for name, values in times.items():
+                median = statistics.median(values)
+                extra = f"  (first call {compile_s[name]:.1f} s)" if "compile" in name else ""
+                print(f"{name:44} {median:>7.3f} {base / median:>6.2f}x{extra}")
+        n = 16
+        fast = auto_training_path(make, "cpu", shape=shape, batch=n)
         fp32_train = training_step_time(make, shape, n, None)
-        auto_train = training_step_time(make, shape, n, auto)
-        print(f"training step, batch {n}: fp32 NCHW eager {fp32_train * 1e3:.0f} ms, "
-              f"auto ({auto.precision}, channels-last) {auto_train * 1e3:.0f} ms: "
-              f"{fp32_train / auto_train:.2f}x")
+        auto_train = training_step_time(make, shape, n, fast)
+        print(f"\n{title}, training step at batch {n}: fp32 NCHW eager {fp32_train * 1e3:.0f} ms, "
+              f"auto ({fast.precision}{', channels-last' if fast.channels_last else ''}) "
+              f"{auto_train * 1e3:.0f} ms: {fp32_train / auto_train:.2f}x")
 
 
 if __name__ == "__main__":

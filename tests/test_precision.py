@@ -1,5 +1,5 @@
 """The fast path: each precision runs, stays within its tolerance of fp32, is deterministic, and
-`auto` only picks what the machine has natively."""
+`auto` runs what measured fastest here, never bf16 where the machine lacks it natively."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from aegen.errors import UsageError
 from aegen.precision import TOLERANCE, accelerate, choose, native_bf16, prepare, unwrap
 
 from .conftest import run_aegen
+
+
+@pytest.fixture(autouse=True)
+def own_measurements(monkeypatch, tmp_path):
+    """Each test measures afresh: no choice remembered from another test."""
+    monkeypatch.setenv("AEGEN_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +105,123 @@ def test_auto_falls_back_to_fp32_for_a_model_that_bf16_would_change(monkeypatch)
         assert torch.allclose(model(x), Amplifier()(x), atol=1e-6)
 
 
-def test_auto_never_picks_what_the_machine_lacks(trained, monkeypatch):
+def timings(**ms):
+    """A stand-in for the timing probe: each way (its label, underscores for spaces and
+    dashes) takes the given milliseconds; records which ways were timed."""
+    timed: list[list[str]] = []
+
+    def time_paths(model, paths, *args):
+        from aegen.precision import _label
+
+        labels = [_label(p) for p in paths]
+        timed.append(labels)
+        return [ms[label.replace(" ", "_").replace("-", "_")] / 1000 for label in labels]
+
+    return time_paths, timed
+
+
+def test_auto_never_tries_bf16_where_the_machine_lacks_it(trained, monkeypatch):
     from aegen import precision
 
+    probe, timed = timings(fp32_NCHW=10, fp32_channels_last=12, bf16_NCHW=1, bf16_channels_last=1)
+    monkeypatch.setattr(precision, "_time_paths", probe)
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated only"))
-    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32))
-    assert fast.precision == "fp32" and fast.reason == "auto: fp32, because emulated only"
+    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=4)
+    assert timed == [["fp32 NCHW", "fp32 channels-last"]]
+    assert (fast.precision, fast.channels_last) == ("fp32", False)
+    assert fast.reason.startswith("auto: fp32 NCHW at batch 4, fastest here")
+    assert "bf16 not tried: emulated only" in fast.reason
+
+
+@pytest.mark.parametrize(
+    "ms, expected",
+    [
+        # bf16 is native but measured slower here: the seed's fp32 NCHW stays
+        ({"fp32_NCHW": 10, "fp32_channels_last": 11, "bf16_NCHW": 14, "bf16_channels_last": 12},
+         ("fp32", False)),
+        # faster, but by less than the margin: not worth leaving the plain way
+        ({"fp32_NCHW": 10, "fp32_channels_last": 9.8, "bf16_NCHW": 14, "bf16_channels_last": 12},
+         ("fp32", False)),
+        ({"fp32_NCHW": 10, "fp32_channels_last": 7, "bf16_NCHW": 14, "bf16_channels_last": 12},
+         ("fp32", True)),
+        ({"fp32_NCHW": 10, "fp32_channels_last": 7, "bf16_NCHW": 9, "bf16_channels_last": 4},
+         ("bf16", True)),
+    ],
+)
+def test_auto_runs_what_measured_fastest_and_never_what_measured_slower(
+        trained, monkeypatch, ms, expected):
+    from aegen import precision
+
+    probe, timed = timings(**ms)
+    monkeypatch.setattr(precision, "_time_paths", probe)
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: (True, "native"))
-    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32))
-    assert fast.precision == "bf16" and "within the tolerance" in fast.reason
+    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=8)
+    assert timed == [["fp32 NCHW", "fp32 channels-last", "bf16 NCHW", "bf16 channels-last"]]
+    assert (fast.precision, fast.channels_last) == expected
+    assert "within bf16's tolerance" in fast.reason
+
+
+def test_auto_remembers_what_it_measured_so_reruns_choose_alike(trained, monkeypatch, tmp_path):
+    from aegen import precision
+
+    probe, timed = timings(fp32_NCHW=10, fp32_channels_last=5)
+    monkeypatch.setattr(precision, "_time_paths", probe)
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated"))
+    _, first = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=4)
+    _, again = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=4)
+    assert len(timed) == 1 and first.channels_last and again.channels_last
+    assert "measured now" in first.reason and f"kept in {tmp_path / 'cache'}" in again.reason
+    _, other_batch = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=64)
+    assert len(timed) == 2  # another batch size is another measurement
+    (tmp_path / "cache" / "fastpath.json").write_text("{not json")  # a damaged cache: measured anew
+    _, anew = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=4)
+    assert len(timed) == 3 and "measured now" in anew.reason
+
+
+def test_the_real_probe_times_every_way_on_the_model():
+    from aegen.precision import FastPath, _time_paths
+
+    trained = load_checkpoint(default_checkpoint()).model
+    ways = [FastPath("fp32", cl, False, "cpu", "") for cl in (False, True)]
+    seconds = _time_paths(trained, ways, (1, 32, 32), "cpu", False, 2)
+    assert len(seconds) == 2 and all(0 < s < 60 for s in seconds)
+    assert all(p.is_contiguous() for p in trained.parameters())  # the model itself untouched
+
+
+def test_training_auto_measures_the_training_step(monkeypatch, image_folder, tmp_path):
+    from aegen import precision
+    from aegen.training import train
+
+    calls = []
+
+    def probe(make_model, paths, shape, device, batch):
+        calls.append(([precision._label(p) for p in paths], shape, batch))
+        return [1.0, 0.5][: len(paths)]
+
+    monkeypatch.setattr(precision, "_time_training", probe)
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated"))
+    result = train(image_folder, tmp_path / "m.safetensors", config={"width": 4, "depth": 2},
+                   size=16, epochs=1, batch_size=8, seed=0, device="cpu")
+    assert calls == [(["fp32 NCHW", "fp32 channels-last"], (3, 16, 16), 8)]
+    from aegen.checkpoint import read_checkpoint_info
+
+    state = read_checkpoint_info(tmp_path / "m.safetensors").training_state
+    assert state["precision"] == "fp32" and state["channels_last"] is True
+    assert result is not None
+
+
+def test_the_cpu_is_read_from_the_flags_the_system_lists():
+    from aegen.hardware import Cpu, _cpuinfo
+
+    text = "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f\n\n"
+    name, flags = _cpuinfo(text)
+    assert name == "Some Xeon" and {"avx2", "avx512f"} <= flags
+    # AVX-512 alone only emulates bf16 (what torch's mkldnn probe also calls "supported")
+    assert Cpu(name, "x86_64", flags).native_bf16()[0] is False
+    assert Cpu(name, "x86_64", flags | {"avx512_bf16"}).native_bf16()[0] is True
+    assert Cpu(name, "x86_64", flags | {"amx_bf16"}).native_bf16()[0] is True
+    assert Cpu("Neoverse", "aarch64", frozenset({"asimd", "bf16"})).native_bf16()[0] is True
+    assert Cpu("unknown", "x86_64", None).native_bf16()[0] is False
 
 
 @pytest.mark.parametrize(
@@ -121,8 +235,11 @@ def test_each_setting_generates_the_right_images_and_repeats_them(flags, tmp_pat
     code, out, err = cli(*args, "--out-dir", tmp_path / "a", "--out", tmp_path / "a.png")
     assert code == 0, err
     report = json.loads(out)
-    wanted = flags[1] if flags[1] != "auto" else choose("auto", "cpu").precision
-    assert report["fast_path"]["precision"] == wanted
+    if flags[1] == "auto":
+        assert report["fast_path"]["reason"].startswith("auto: ")
+        assert report["fast_path"]["precision"] in ("fp32", "bf16")
+    else:
+        assert report["fast_path"]["precision"] == flags[1]
     assert report["fast_path"]["compile"] == ("--compile" in flags)
     pixels = np.stack([np.asarray(Image.open(i["path"]).convert("L")) for i in report["images"]])
     assert pixels.shape == (4, 32, 32) and pixels.dtype == np.uint8  # the model's 1x32x32
@@ -144,13 +261,24 @@ def test_walk_and_denoise_take_the_fast_path(tmp_path, cli, grey_folder):
     assert code == 2 and "--precision must be one of auto, fp32, bf16, fp16" in err
 
 
-def test_info_device_says_what_auto_picks_and_why():
-    done = run_aegen("info", "--device")
+def test_info_device_tells_the_truth_about_the_cpu_and_what_auto_picks(tmp_path):
+    from aegen.hardware import cpu
+
+    done = run_aegen("info", "--device", "--batch-size", "4", "-q",
+                     env={"AEGEN_CACHE_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     native, why = native_bf16("cpu")
+    assert f"cpu           {cpu().name} (flags: " in done.stdout
     assert f"native bf16   {'yes' if native else 'no'}: {why}" in done.stdout
-    assert f"auto picks    {choose('auto', 'cpu').precision}" in done.stdout
+    assert "auto picks    fp32 NCHW at batch 4" in done.stdout or \
+        "auto picks    fp32 channels-last at batch 4" in done.stdout or native
     assert "bf16          max |diff| vs fp32" in done.stdout
+    assert f"measurements  {tmp_path}" in done.stdout
+    assert (tmp_path / "fastpath.json").exists()
+    report = json.loads(run_aegen("info", "--device", "--json", "-q",
+                                  env={"AEGEN_CACHE_DIR": str(tmp_path)}).stdout)
+    assert report["batch"] == 16 and report["native_bf16"] is native
+    assert report["auto"]["reason"].startswith("auto: ")
 
 
 def test_walk_stats_run_in_fp32_under_auto_since_bf16_rounding_looks_like_motion(tmp_path, cli):
