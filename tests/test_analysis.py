@@ -123,6 +123,7 @@ def test_denoise_command_reports_and_draws_rows(tiny_checkpoint, image_folder, t
         assert grid.size == (2 + 4 * 18, 2 + 5 * 18)
 
 
+@pytest.mark.slow
 def test_denoise_script_prints_a_table(tiny_checkpoint, image_folder):
     result = run_aegen(
         "denoise",

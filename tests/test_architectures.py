@@ -15,6 +15,8 @@ from aegen.plugins import get_registry
 from aegen.sampling import generate
 from aegen.training import train
 
+from .conftest import make_photos
+
 ROOT = Path(__file__).resolve().parents[1]
 FLOWERS = ROOT.parent / "shared" / "data" / "flowers17" / "train"
 
@@ -53,8 +55,12 @@ def small(case: str, channels: int = 3, size: int = 16):
 
 @pytest.fixture(scope="module")
 def few_flowers(tmp_path_factory) -> Path:
-    """32 real flower photographs, linked (not copied) from ../shared/data."""
+    """32 real flower photographs, linked (not copied) from ../shared/data where that folder is
+    (CI); elsewhere (a fresh clone) 32 made-up flower photographs of the same size."""
     folder = tmp_path_factory.mktemp("flowers")
+    if not FLOWERS.is_dir():
+        make_photos(folder, 32)
+        return folder
     photos = sorted(FLOWERS.rglob("*.jpg"))[::22][:32]
     assert len(photos) == 32, f"expected the flowers17 data under {FLOWERS}"
     for photo in photos:

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from aegen.checkpoint import load_checkpoint
 from aegen.defaults import default_checkpoint
 
@@ -48,6 +50,7 @@ def test_recipe_script_matches_the_shipped_model():
     assert float(flags.get("ema", 0)) == provenance.get("ema", 0)
 
 
+@pytest.mark.slow
 def test_generate_without_a_checkpoint_uses_the_default_model(tmp_path):
     result = run_aegen(
         "generate",

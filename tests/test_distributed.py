@@ -92,6 +92,7 @@ def test_batches_are_shared_out_whole_and_never_twice():
             assert {i // batch % world for i in part} <= {r}
 
 
+@pytest.mark.slow
 def test_training_under_torchrun_checkpoints_resumes_and_lowers_the_loss(image_folder, tmp_path):
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     common = [*TRAIN, "--batch-size", 4, "--seed", 0, "--lr", "3e-3"]
@@ -117,6 +118,7 @@ def test_training_under_torchrun_checkpoints_resumes_and_lowers_the_loss(image_f
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
 
+@pytest.mark.slow
 def test_sync_bn_trains_as_one_process_with_the_whole_batch(image_folder, tmp_path):
     """Rank r takes every other image of the epoch's order, so each step the two ranks hold
     exactly one process's batch of 8; with --sync-bn batch norm sees all 8 as well (in fp32:
@@ -154,6 +156,7 @@ def test_sync_bn_trains_as_one_process_with_the_whole_batch(image_folder, tmp_pa
     assert read_checkpoint_info(out).provenance["sync_bn"] is True
 
 
+@pytest.mark.slow
 def test_sharded_generation_writes_the_one_process_files(tiny_checkpoint, tmp_path):
     args = ["-c", tiny_checkpoint, "-n", 10, "--batch-size", 3, "--steps", 4, "--seed", 5, "--json"]
 
@@ -182,6 +185,7 @@ def test_sharded_generation_writes_the_one_process_files(tiny_checkpoint, tmp_pa
     assert all(Path(i["path"]).exists() for i in report["images"])
 
 
+@pytest.mark.slow
 def test_sharded_walk_with_stats_matches_one_process(tiny_checkpoint, tmp_path):
     args = [
         "-c",
@@ -226,6 +230,7 @@ def _rank_process(launcher: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds ranks through /proc")
 def test_a_killed_rank_ends_the_run_and_keeps_the_last_checkpoint(image_folder, tmp_path):
     out = tmp_path / "model.safetensors"
@@ -265,6 +270,7 @@ def test_a_killed_rank_ends_the_run_and_keeps_the_last_checkpoint(image_folder, 
     assert 1 <= info.training_state["epochs_done"] < 500
 
 
+@pytest.mark.slow
 def test_a_usage_error_is_said_once(image_folder, tmp_path):
     out = tmp_path / "taken.safetensors"
     out.write_bytes(b"keep me")

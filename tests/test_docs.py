@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from aegen import plugins
@@ -65,6 +66,7 @@ def test_readme_states_the_install_and_test_commands_that_ci_runs():
         assert command in readme and command in ci
 
 
+@pytest.mark.slow
 def test_quickstart_example_runs(image_folder, tmp_path):
     import os
     import subprocess

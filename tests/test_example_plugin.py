@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import run_aegen
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aegen-restart"
 
 
+@pytest.mark.slow
 def test_install_generate_its_own_tests_and_uninstall(tiny_checkpoint, tmp_path):
     installed = run_aegen("install", EXAMPLE, "--json")
     assert installed.returncode == 0, installed.stderr

@@ -209,6 +209,7 @@ def test_generate_refusals(tiny_checkpoint, tmp_path, cli):
     assert code == 1 and "no such file" in err and not (tmp_path / "y.png").exists()
 
 
+@pytest.mark.slow
 def test_generate_script_end_to_end(tiny_checkpoint, tmp_path):
     result = run_aegen(
         "generate",

@@ -120,6 +120,7 @@ def test_resume_refuses_another_objective(image_folder, tmp_path):
         train(image_folder, part.path, epochs=2, resume=part.path, objective="copy")
 
 
+@pytest.mark.slow
 def test_the_cli_trains_with_denoise_shows_it_and_samples_with_its_mu_and_sigma(
     image_folder, tmp_path
 ):
@@ -183,6 +184,7 @@ def register_objectives(register):
 '''
 
 
+@pytest.mark.slow
 def test_a_plugin_objective_is_used_when_named(image_folder, tmp_path):
     site = tmp_path / "site"
     site.mkdir()

@@ -70,6 +70,7 @@ def test_encode_and_decode_take_the_same_path(trained, precision):
         assert torch.allclose(fast.decode(h), fast(x), atol=TOLERANCE[precision] + 1e-6)
 
 
+@pytest.mark.slow
 def test_compile_gives_the_eager_result(trained):
     fast = accelerate(trained, choose("fp32", "cpu", compile=True))
     x = noisy_batch(2)
@@ -226,7 +227,7 @@ def test_the_cpu_is_read_from_the_flags_the_system_lists():
 
 @pytest.mark.parametrize(
     "flags", [["--precision", "fp32"], ["--precision", "bf16"], ["--precision", "fp16"],
-              ["--precision", "auto", "--compile"]]
+              pytest.param(["--precision", "auto", "--compile"], marks=pytest.mark.slow)]
 )
 def test_each_setting_generates_the_right_images_and_repeats_them(flags, tmp_path, cli):
     from PIL import Image
@@ -261,6 +262,7 @@ def test_walk_and_denoise_take_the_fast_path(tmp_path, cli, grey_folder):
     assert code == 2 and "--precision must be one of auto, fp32, bf16, fp16" in err
 
 
+@pytest.mark.slow
 def test_info_device_tells_the_truth_about_the_cpu_and_what_auto_picks(tmp_path):
     from aegen.hardware import cpu
 

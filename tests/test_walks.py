@@ -266,6 +266,7 @@ def test_walk_refusals(tiny_checkpoint, tmp_path, cli):
         assert got == code and message in err, (extra, got, err)
 
 
+@pytest.mark.slow
 def test_ctrl_c_closes_the_video_so_it_plays(tiny_checkpoint, tmp_path):
     video = tmp_path / "walk.mp4"
     proc = subprocess.Popen(
@@ -303,6 +304,7 @@ def test_ctrl_c_closes_the_video_so_it_plays(tiny_checkpoint, tmp_path):
     assert not list(tmp_path.glob(".walk.mp4.*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_generate_exits_130_and_keeps_the_video(tiny_checkpoint, tmp_path):
     video = tmp_path / "gen.mp4"
     proc = subprocess.Popen(
@@ -347,6 +349,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_steps(tiny_checkpoint, tmp_path):
     def peak(steps: int) -> int:
         result = subprocess.run(
@@ -369,6 +372,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_steps(tiny_checkpoint, tmp
     assert long <= 1.2 * short, (short, long)
 
 
+@pytest.mark.slow
 def test_walk_script_end_to_end(tiny_checkpoint, tmp_path):
     result = run_aegen(
         "walk",
