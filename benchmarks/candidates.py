@@ -8,7 +8,7 @@ safely "every class appears" holds. This is how docs/default-model.md chooses be
 fresh seeds (default 1000..2023), so that the choice cannot flatter the figures of record on
 seeds 0..255.
 
-    python benchmarks/candidates.py --judge /tmp/judge-bn.pt run/e10.safetensors run/e12.safetensors
+    python benchmarks/candidates.py --judge judge-bn.pt run/e10.safetensors run/e12.safetensors
 """
 
 from __future__ import annotations

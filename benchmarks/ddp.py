@@ -1,7 +1,8 @@
 """Training throughput with one process against two under torchrun (gloo, CPU), as a ratio.
 
 The same `aegen train` command (U-Net width 16, depth 3, 32x32, batch 16 per process, copy
-objective) runs on ../shared/data/flowers17/train (720 images), or on --data:
+objective) runs on --data DIR (default: shared/data/flowers17/train in the folder holding this
+repository, 720 Oxford 17 Category Flower photographs):
 - 1 process with 2 torch threads (OMP_NUM_THREADS=2): all of a 2-core machine in one process;
 - 1 process with 1 thread, for reference;
 - 2 processes under torchrun with 1 thread each (OMP_NUM_THREADS=1): the same 2 cores.

@@ -38,7 +38,7 @@ def run(folder: Path, name: str, flags: list[str], threads: str, n: int, steps: 
         [sys.executable, "-m", "aegen", "generate", "--n", str(n), "--steps", str(steps),
          "--seed", "0", "--out", str(out), "--out-dir", str(out.with_suffix("")), "-q",
          *flags],
-        check=True, env=env,
+        check=True, env=env, stdout=subprocess.DEVNULL,
     )
     return out
 

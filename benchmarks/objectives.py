@@ -1,8 +1,10 @@
 """Plain copying (the seed) vs corruption-matched denoising: the same U-Net trained both ways.
 
-For each dataset (Fashion-MNIST and ../shared/data/flowers17, both at 32x32) the same architecture
-is trained with `--objective copy` and `--objective denoise` for the same number of epochs (the
-same work: the corruption costs well under 1% of a training step; both wall times are printed).
+For each dataset (Fashion-MNIST, and flowers17: Oxford 17 Category Flower photographs split into
+train/ and test/, read from shared/data/flowers17 in the folder holding this repository; both at
+32x32) the same architecture is trained with `--objective copy` and `--objective denoise` for the
+same number of epochs (the same work: the corruption costs well under 1% of a training step; both
+wall times are printed).
 Each model then gets, measured the same way:
 - its final training loss (MSE to the clean image, on its own objective's inputs);
 - 256 samples from `aegen generate`'s defaults (schedule sampler, 100 steps, seeds 0..255), and
@@ -15,7 +17,7 @@ Each model then gets, measured the same way:
 Sample grids go to --grids (docs/images by default).
 
     apt-get install dataset-fashion-mnist
-    python benchmarks/objectives.py [--judge /tmp/judge.pt] [--fashion-epochs 2]
+    python benchmarks/objectives.py [--judge judge-bn.pt] [--fashion-epochs 2]
         [--flowers-epochs 40] [--width 16] [--depth 3] [--grids docs/images]
 """
 

@@ -8,7 +8,7 @@ that class with confidence >= 0.9; the first row is the clean images themselves.
 collapses here (docs/default-model.md: coats, which come out as pullovers) cannot be sampled
 recognisably by any sampler setting.
 
-    python benchmarks/reconstruction.py --judge /tmp/judge-bn.pt [--c 0.99] CHECKPOINT...
+    python benchmarks/reconstruction.py --judge judge-bn.pt [--c 0.99] CHECKPOINT...
 """
 
 from __future__ import annotations
