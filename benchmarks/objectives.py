@@ -1,7 +1,7 @@
 """Plain copying (the seed) vs corruption-matched denoising: the same U-Net trained both ways.
 
 For each dataset (Fashion-MNIST, and flowers17: Oxford 17 Category Flower photographs split into
-train/ and test/, read from shared/data/flowers17 in the folder holding this repository; both at
+train/ and test/, given with --flowers DIR; both at
 32x32) the same architecture is trained with `--objective copy` and `--objective denoise` for the
 same number of epochs (the same work: the corruption costs well under 1% of a training step; both
 wall times are printed).
@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--classifier-epochs", type=int, default=None)
     parser.add_argument("--fashion-epochs", type=int, default=2)
     parser.add_argument("--flowers-epochs", type=int, default=40)
+    parser.add_argument("--flowers", type=Path, default=FLOWERS,
+                        help="the flowers17 folder (train/ and test/ inside)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--samples", type=int, default=256)
@@ -108,8 +110,8 @@ def main() -> None:
     datasets = {
         "fashion": (FASHION / "train-images-idx3-ubyte.gz", args.fashion_epochs, 64,
                     train_x, test_x),
-        "flowers17": (FLOWERS / "train", args.flowers_epochs, 16,
-                      folder_images(FLOWERS / "train"), folder_images(FLOWERS / "test")),
+        "flowers17": (args.flowers / "train", args.flowers_epochs, 16,
+                      folder_images(args.flowers / "train"), folder_images(args.flowers / "test")),
     }
     rows = []
     for dataset, (data, epochs, batch, train_set, test_set) in datasets.items():
