@@ -262,14 +262,14 @@ def _has_conv(model: Any) -> bool:
 
 def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], device: Any,
                 running_stats: bool, batch: int) -> list[float]:
-    """Least seconds of one forward pass at the run's batch shape for each path, each on its
+    """Seconds per round of one forward pass at the run's batch shape for each path, each on its
     own copy of the model (layouts are converted in place), as sampling runs it."""
     import copy
 
     import torch
 
     from .models import sampling_mode
-    from .speedprobe import best_times
+    from .speedprobe import time_rounds
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -282,14 +282,14 @@ def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], 
             stack.enter_context(sampling_mode(twin, running_stats))
             calls.append(lambda wrapped=wrapped: wrapped(x))
         with torch.inference_mode():
-            return best_times(calls, sync)
+            return time_rounds(calls, sync)
 
 
 def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str, Any],
                     ) -> tuple[FastPath, str]:
     """The fastest of `paths` (the first is the plain baseline), measured by `time_them(paths)`
-    (seconds each) or recalled from an earlier measurement with the same `key_fields` on this
-    machine; and the words that say so."""
+    (each one's seconds per round; `speedprobe.fastest` decides) or recalled from an earlier
+    measurement with the same `key_fields` on this machine; and the words that say so."""
     from datetime import date
 
     from . import cache
@@ -303,11 +303,11 @@ def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str,
         when = f"measured {entry.get('measured', 'earlier')}, kept in {cache.cache_dir()}"
     else:
         try:
-            seconds = time_them(paths)
+            rounds = time_them(paths)
         except Exception as exc:  # a model that cannot be copied or run twice: the plain way
             return paths[0], f"not measured ({type(exc).__name__}: {exc})"
-        times_ms = {label: round(1000 * t, 3) for label, t in zip(labels, seconds)}
-        choice = labels[fastest(seconds)]
+        times_ms = {label: round(1000 * min(r), 3) for label, r in zip(labels, rounds)}
+        choice = labels[fastest(rounds)]
         stored = cache.remember(CACHE_NAME, key, {
             "choice": choice, "times_ms": times_ms, "measured": date.today().isoformat(),
         })
@@ -374,12 +374,12 @@ def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: in
 
 def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int, int],
                    device: Any, batch: int) -> list[float]:
-    """Least seconds of one training step's forward and backward pass (MSE, as `train` runs
+    """Seconds per round of one training step's forward and backward pass (MSE, as `train` runs
     it) for each path, each on a fresh model of its own; the global random state is kept."""
     import torch
     import torch.nn.functional as F
 
-    from .speedprobe import best_times
+    from .speedprobe import time_rounds
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -397,7 +397,7 @@ def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int
             F.mse_loss(y.float(), x).backward()
 
         calls.append(step)
-    return best_times(calls, sync)
+    return time_rounds(calls, sync)
 
 
 def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, int], batch: int,

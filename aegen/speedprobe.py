@@ -1,8 +1,8 @@
-"""Timing a few ways of running the same work, fairly: interleaved rounds after a warm-up, the
-fastest round of each (another process's load only ever adds time, so the minimum is the
-steadiest estimate on a busy machine). `--precision auto` uses it to pick what is fastest on
-the machine it runs on, and remembers the answer (aegen/cache.py) so that later runs choose the
-same way.
+"""Timing a few ways of running the same work, fairly: interleaved rounds after a warm-up; each
+way's fastest round is its time (another process's load only ever adds time, so the minimum is
+the steadiest estimate on a busy machine), and a way must also win round by round.
+`--precision auto` uses it to pick what is fastest on the machine it runs on, and remembers the
+answer (aegen/cache.py) so that later runs choose the same way.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ BUDGET_S = 0.4  # rounds continue, up to MAX_ROUNDS, until this much time was sp
 MARGIN = 0.05  # another way must be this much faster than the plain one to be chosen
 
 
-def best_times(calls: Sequence[Callable[[], Any]], sync: Callable[[], None] = lambda: None,
-                 warmup: int = 1) -> list[float]:
-    """The least seconds of each call, over rounds that run every call once in turn (so a
+def time_rounds(calls: Sequence[Callable[[], Any]], sync: Callable[[], None] = lambda: None,
+                warmup: int = 1) -> list[list[float]]:
+    """Seconds of each call in each round; a round runs every call once in turn (so a
     machine's drift or a neighbour's load falls on all of them alike)."""
     for call in calls:
         for _ in range(warmup):
@@ -36,14 +36,20 @@ def best_times(calls: Sequence[Callable[[], Any]], sync: Callable[[], None] = la
             samples[i].append(time.perf_counter() - start)
         if round_ + 1 >= MIN_ROUNDS and time.perf_counter() - began >= BUDGET_S:
             break
-    return [min(s) for s in samples]
+    return samples
 
 
-def fastest(times: Sequence[float], baseline: int = 0) -> int:
-    """The index of the fastest way, unless it is not clearly (MARGIN) faster than the
-    baseline: then the baseline, so a choice is never slower than plain fp32 as measured."""
-    best = min(range(len(times)), key=times.__getitem__)
-    if best != baseline and times[best] > (1 - MARGIN) * times[baseline]:
+def fastest(samples: Sequence[Sequence[float]], baseline: int = 0) -> int:
+    """The index of the way with the least time, if it is clearly faster than the baseline:
+    by MARGIN on their best rounds, and in at least three rounds of four, round by round (a
+    sign test, so that noise between two equally fast ways keeps the baseline). Otherwise the
+    baseline: a choice is never one measured slower than the plain way."""
+    best = min(range(len(samples)), key=lambda i: min(samples[i]))
+    if best == baseline:
+        return baseline
+    ours, theirs = samples[best], samples[baseline]
+    wins = sum(a < b for a, b in zip(ours, theirs))
+    if min(ours) > (1 - MARGIN) * min(theirs) or wins < 0.75 * len(ours):
         return baseline
     return best
 

@@ -159,9 +159,11 @@ def main() -> None:
         fast = auto_training_path(make, "cpu", shape=shape, batch=n)
         fp32_train = training_step_time(make, shape, n, None)
         auto_train = training_step_time(make, shape, n, fast)
-        print(f"\n{title}, training step at batch {n}: fp32 NCHW eager {fp32_train * 1e3:.0f} ms, "
-              f"auto ({fast.precision}{', channels-last' if fast.channels_last else ''}) "
-              f"{auto_train * 1e3:.0f} ms: {fp32_train / auto_train:.2f}x")
+        same = fast.precision == "fp32" and not fast.channels_last
+        print(f"\n{title}, training step at batch {n} ({fast.reason})\n  fp32 NCHW eager "
+              f"{fp32_train * 1e3:.0f} ms, auto {auto_train * 1e3:.0f} ms: "
+              f"{fp32_train / auto_train:.2f}x"
+              + ("  (the same way twice: the difference is noise)" if same else ""))
 
 
 if __name__ == "__main__":

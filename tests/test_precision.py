@@ -116,7 +116,7 @@ def timings(**ms):
 
         labels = [_label(p) for p in paths]
         timed.append(labels)
-        return [ms[label.replace(" ", "_").replace("-", "_")] / 1000 for label in labels]
+        return [[ms[label.replace(" ", "_").replace("-", "_")] / 1000] * 3 for label in labels]
 
     return time_paths, timed
 
@@ -179,13 +179,24 @@ def test_auto_remembers_what_it_measured_so_reruns_choose_alike(trained, monkeyp
     assert len(timed) == 3 and "measured now" in anew.reason
 
 
+def test_a_way_must_win_clearly_and_round_by_round_to_replace_the_plain_one():
+    from aegen.speedprobe import fastest
+
+    assert fastest([[1.0, 1.0, 1.0], [0.5, 0.5, 0.5]]) == 1
+    assert fastest([[1.0, 1.0, 1.0], [0.97, 0.97, 0.97]]) == 0  # within the 5% margin
+    # one lucky round is not enough: faster at best, but slower in two rounds of three
+    assert fastest([[1.0, 1.0, 1.0], [0.8, 1.2, 1.1]]) == 0
+    assert fastest([[1.0, 1.0, 1.0], [1.2, 1.1, 1.3]]) == 0
+    assert fastest([[1.0] * 4, [1.5] * 4, [0.7, 0.7, 0.7, 1.1]]) == 2  # 3 wins of 4
+
+
 def test_the_real_probe_times_every_way_on_the_model():
     from aegen.precision import FastPath, _time_paths
 
     trained = load_checkpoint(default_checkpoint()).model
     ways = [FastPath("fp32", cl, False, "cpu", "") for cl in (False, True)]
-    seconds = _time_paths(trained, ways, (1, 32, 32), "cpu", False, 2)
-    assert len(seconds) == 2 and all(0 < s < 60 for s in seconds)
+    rounds = _time_paths(trained, ways, (1, 32, 32), "cpu", False, 2)
+    assert len(rounds) == 2 and all(len(r) >= 3 and all(0 < s < 60 for s in r) for r in rounds)
     assert all(p.is_contiguous() for p in trained.parameters())  # the model itself untouched
 
 
@@ -197,7 +208,7 @@ def test_training_auto_measures_the_training_step(monkeypatch, image_folder, tmp
 
     def probe(make_model, paths, shape, device, batch):
         calls.append(([precision._label(p) for p in paths], shape, batch))
-        return [1.0, 0.5][: len(paths)]
+        return [[1.0] * 3, [0.5] * 3][: len(paths)]
 
     monkeypatch.setattr(precision, "_time_training", probe)
     monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated"))
