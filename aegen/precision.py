@@ -286,7 +286,7 @@ def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], 
 
 
 def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str, Any],
-                    ) -> tuple[FastPath, str]:
+                    agree: Any = None) -> tuple[FastPath, str]:
     """The fastest of `paths` (the first is the plain baseline), measured by `time_them(paths)`
     (each one's seconds per round; `speedprobe.fastest` decides) or recalled from an earlier
     measurement with the same `key_fields` on this machine; and the words that say so."""
@@ -308,11 +308,15 @@ def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str,
             return paths[0], f"not measured ({type(exc).__name__}: {exc})"
         times_ms = {label: round(1000 * min(r), 3) for label, r in zip(labels, rounds)}
         choice = labels[fastest(rounds)]
+        if agree is not None:  # under torchrun: rank 0's choice, and only it is remembered
+            choice, agree = agree(choice), None
         stored = cache.remember(CACHE_NAME, key, {
             "choice": choice, "times_ms": times_ms, "measured": date.today().isoformat(),
         })
         when = "measured now" + ("" if stored else " (the cache could not be written)")
         entry = {"choice": choice}
+    if agree is not None:  # every rank calls it once, whether it measured or recalled
+        entry = {**entry, "choice": agree(entry["choice"])}
     chosen = paths[labels.index(entry["choice"])]
     shown = ", ".join(f"{label} {times_ms.get(label, float('nan')):.2f} ms" for label in labels)
     return chosen, f"fastest here ({shown}; {when})"
@@ -320,7 +324,8 @@ def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str,
 
 def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: int,
               running_stats: bool = False, exact: str | None = None,
-              channels_last: bool | None = None, compile: bool = False) -> FastPath:
+              channels_last: bool | None = None, compile: bool = False,
+              agree: Any = None) -> FastPath:
     """What `--precision auto` runs: of fp32 NCHW (the seed's way), fp32 channels-last and, on
     hardware with native bf16 and for a model that stays within tolerance, bf16, the one
     measured fastest for this model at this batch size, never one slower than fp32 NCHW."""
@@ -366,7 +371,7 @@ def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: in
         chosen, how = measure_fastest(
             paths,
             lambda ways: _time_paths(model, ways, shape, device, running_stats, batch),
-            key,
+            key, agree,
         )
     reason = f"auto: {_label(chosen)} at batch {batch}, {how}; {'; '.join(notes)}"
     return dataclasses.replace(chosen, compile=compile, reason=reason)
@@ -402,7 +407,7 @@ def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int
 
 def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, int], batch: int,
                        channels_last: bool | None = None, compile: bool = False,
-                       agree: Any = lambda value: value) -> FastPath:
+                       agree: Any = None) -> FastPath:
     """`--precision auto` for training: of fp32 NCHW, fp32 channels-last and (with native
     bf16) bf16, the training step measured fastest for this architecture at this batch size,
     never one slower than fp32 NCHW. `agree` makes every process of a torchrun take rank 0's
@@ -428,9 +433,9 @@ def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, i
         key = {"machine": machine_fingerprint(device), "model": model_fingerprint(shell),
                "shape": list(shape), "batch": batch, "task": "training"}
         chosen, how = measure_fastest(
-            paths, lambda ways: _time_training(make_model, ways, shape, device, batch), key
+            paths, lambda ways: _time_training(make_model, ways, shape, device, batch), key,
+            agree,
         )
-    chosen = paths[[_label(p) for p in paths].index(agree(_label(chosen)))]
     reason = f"auto: {_label(chosen)} at batch {batch}, {how}; {note}"
     return dataclasses.replace(chosen, compile=compile, reason=reason)
 
@@ -438,18 +443,19 @@ def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, i
 def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = False, *,
             shape: tuple[int, int, int], running_stats: bool = False,
             exact: str | None = None, channels_last: bool | None = None,
-            batch_size: int | None = None) -> tuple[Any, FastPath]:
+            batch_size: int | None = None, agree: Any = None) -> tuple[Any, FastPath]:
     """Choose the fast path for this model on this device and wrap the model in it.
 
     `auto` measures (`auto_path`) at the run's `batch_size`; `exact`, a reason the run needs
-    fp32 (e.g. a measurement finer than bf16's rounding), keeps it to fp32. A precision asked
-    for explicitly is used as asked; its measured deviation from fp32 is in the reason."""
+    fp32 (e.g. a measurement finer than bf16's rounding), keeps it to fp32; `agree` (under
+    torchrun) gives every process rank 0's choice. A precision asked for explicitly is used as
+    asked; its measured deviation from fp32 is in the reason."""
     import dataclasses
 
     if precision == "auto":
         fast = auto_path(model, device, shape=shape, batch=batch_size or PROBE_BATCH,
                          running_stats=running_stats, exact=exact,
-                         channels_last=channels_last, compile=compile)
+                         channels_last=channels_last, compile=compile, agree=agree)
         return accelerate(model, fast), fast
     fast = for_model(choose(precision, device, compile, channels_last), model)
     if fast.precision != "fp32":

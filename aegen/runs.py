@@ -125,7 +125,8 @@ def load_model(checkpoint: str | os.PathLike | None, device: str, reporter: Repo
 
 def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
                reporter: Reporter, exact: str | None = None,
-               channels_last: bool | None = None, batch_size: int | None = None):
+               channels_last: bool | None = None, batch_size: int | None = None,
+               agree: Any = None):
     """The loaded model on its fast path (`--precision`, `--compile`), saying which and why;
     `exact` is a reason this run needs fp32 (then `auto` takes it)."""
     from .precision import prepare
@@ -134,7 +135,7 @@ def fast_model(loaded, dev, precision: str, compile: bool, running_stats: bool,
     model, fast = prepare(
         loaded.model, dev, precision, compile, shape=(info.channels, info.size, info.size),
         running_stats=running_stats, exact=exact, channels_last=channels_last,
-        batch_size=batch_size,
+        batch_size=batch_size, agree=agree,
     )
     extras = [x for x, on in (("channels-last", fast.channels_last), ("compiled", fast.compile))
               if on]
@@ -321,7 +322,7 @@ def _generate_files(
     loaded, dev = load_model(checkpoint, device, reporter)
     model, fast = fast_model(
         loaded, dev, precision, compile, running_stats, reporter, channels_last=channels_last,
-        batch_size=min(batch_size or n, n),  # the batch the model sees
+        batch_size=min(batch_size or n, n), agree=ctx.agree,  # the batch the model sees
     )
     info = loaded.info
     reporter.info(
@@ -462,7 +463,7 @@ def _walk_files(
     exact = f"--stats measures per-step changes down to {tolerance:g}" if stats else None
     model, fast = fast_model(
         loaded, dev, precision, compile, running_stats, reporter, exact, channels_last,
-        min(batch_size or n, n),
+        min(batch_size or n, n), agree=ctx.agree,
     )
     if stats and fast.precision != "fp32":
         reporter.warn(
