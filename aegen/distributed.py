@@ -10,7 +10,10 @@ with a one-line message instead of a hang.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import functools
+import inspect
 import os
 import signal
 import threading
@@ -20,6 +23,7 @@ from typing import Any
 
 from .console import Reporter
 from .errors import AegenError
+from .settings import with_fields
 
 
 class PeerFailure(AegenError):
@@ -138,6 +142,56 @@ class Context:
 
 
 SINGLE = Context()
+
+_current: contextvars.ContextVar[Context] = contextvars.ContextVar("aegen_context", default=SINGLE)
+
+
+def current() -> Context:
+    """The distributed context of the task running now (one process: `SINGLE`)."""
+    return _current.get()
+
+
+def task(settings_kind: type) -> Any:
+    """Make a function a library task, run in the torchrun session (one process: as it is).
+
+    The function takes `settings` (of `settings_kind`), `runtime` (a `Runtime`), `reporter`
+    and `**fields`. Before it runs: keyword fields are applied to its settings and runtime
+    (`generate_files(ckpt, outputs, n=4, device="cpu")`), the session is joined on the
+    runtime's device (each rank taking its own GPU), the reporter is silenced on ranks other
+    than 0, and `current()` gives the task its context. Every task enters the session here,
+    and only here."""
+
+    def wrap(fn: Any) -> Any:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            call = signature.bind(*args, **kwargs)
+            given = call.arguments
+            settings, runtime = with_fields(
+                given.get("settings"), settings_kind, given.get("runtime"),
+                given.pop("fields", {}), fn.__name__,
+            )
+            settings.check()
+            runtime.check()
+            where = runtime.device
+            if launched():  # the device picks the backend
+                from .devices import pick_device
+
+                where = pick_device(runtime.device)
+            with session(where) as ctx:
+                given["settings"] = settings
+                given["runtime"] = dataclasses.replace(runtime, device=device_for(where, ctx))
+                given["reporter"] = ctx.reporter(given.get("reporter") or Reporter(quiet=True))
+                token = _current.set(ctx)
+                try:
+                    return fn(*call.args, **call.kwargs)
+                finally:
+                    _current.reset(token)
+
+        return run
+
+    return wrap
 
 
 def device_for(device, ctx: Context):

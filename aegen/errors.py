@@ -1,10 +1,23 @@
-"""Errors a user can cause. The CLI prints their message as one line and exits with `exit_code`."""
+"""Errors a user can cause. The CLI prints their message as one line and exits with `exit_code`.
+
+A library error names the library's own parameters (`epochs must be at least 1`) and lists
+them in `parameters`; the CLI swaps each for its flag (`--epochs`) in one table (aegen/cli.py
+`FLAGS`), so a Python caller reads about the arguments it passed and a shell user about flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class AegenError(Exception):
     """A runtime failure the user should read about (exit 1), never a traceback."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, parameters: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.parameters = tuple(parameters)
 
 
 class UsageError(AegenError):
