@@ -15,33 +15,19 @@ import dataclasses
 import functools
 import inspect
 import os
-import signal
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+import torch.distributed as dist
+from torch.nn.modules.batchnorm import _BatchNorm
+
 from .console import Reporter
 from .errors import AegenError
+from .launcher import PeerFailure, env_rank, launched, stop_on_sigterm  # noqa: F401  TEMP
 from .settings import with_fields
-
-
-class PeerFailure(AegenError):
-    """Another process of a distributed run failed, or torchrun stopped this one (exit 1)."""
-
-
-def launched() -> bool:
-    """Whether torchrun (or an equivalent launcher) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
-def env_rank() -> int:
-    """This process's rank from the launcher's environment (0 without a launcher)."""
-    return int(os.environ.get("RANK", "0") or 0) if launched() else 0
-
-
-def env_world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+from .syncbn import GlobalBatchNorm
 
 
 class _RankReporter(Reporter):
@@ -81,7 +67,6 @@ class Context:
     def barrier(self) -> None:
         if self.active:
             with translate_failures(self):
-                import torch.distributed as dist
 
                 dist.barrier(group=self.cpu_group)
 
@@ -89,7 +74,6 @@ class Context:
         """Rank 0's `value` on every rank (a random seed must be the same everywhere)."""
         if not self.active:
             return value
-        import torch.distributed as dist
 
         box = [value]
         with translate_failures(self):
@@ -100,7 +84,6 @@ class Context:
         """The mean of a tensor over ranks (every rank gets it)."""
         if not self.active:
             return value
-        import torch.distributed as dist
 
         with translate_failures(self):
             dist.all_reduce(value, op=dist.ReduceOp.SUM, group=self.group)
@@ -109,8 +92,6 @@ class Context:
     def gather(self, part, indices: Sequence[int], n: int, to_all: bool = False):
         """Put each rank's rows (`part`, rows `indices` of a batch of `n`) into one (n, ...)
         tensor on the CPU: on rank 0 (None elsewhere), or on every rank with `to_all`."""
-        import torch
-        import torch.distributed as dist
 
         part = part.detach().cpu()
         if not self.active:
@@ -135,7 +116,6 @@ class Context:
         """A group of its own for synchronised batch norm, so its collectives never interleave
         with DDP's gradient buckets."""
         if self._bn_group is None:
-            import torch.distributed as dist
 
             self._bn_group = dist.new_group(backend=dist.get_backend(self.group))
         return self._bn_group
@@ -198,7 +178,6 @@ def device_for(device, ctx: Context):
     """Under torchrun each process takes its own GPU: cuda becomes cuda:LOCAL_RANK."""
     if not ctx.active:
         return device
-    import torch
 
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", ctx.local_rank)
@@ -212,7 +191,6 @@ _COMMUNICATION = ("gloo", "nccl", "c10d", "connection", "timed out", "timeout", 
 
 def _lost_peer(exc: BaseException) -> bool:
     """Whether an exception is torch.distributed failing to talk, not a bug in the model."""
-    import torch.distributed as dist
 
     if isinstance(exc, getattr(dist, "DistError", ())):
         return True
@@ -241,7 +219,6 @@ def translate_failures(ctx: Context) -> Iterator[None]:
 def session(device) -> Iterator[Context]:
     """Join the torchrun process group for the length of a command (or use the one the caller
     already set up); outside torchrun, yield a one-process context and do nothing."""
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         world = dist.get_world_size()
@@ -287,30 +264,6 @@ def _context(dist, local_rank: int) -> Context:
     )
 
 
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """torchrun stops the other processes with SIGTERM when one fails: turn that into a
-    PeerFailure, so each says why in one line and files in progress are removed whole."""
-    if not launched() or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigterm(signum, frame):
-        raise PeerFailure(
-            f"rank {env_rank()} of {env_world()}: stopped by SIGTERM (torchrun stops the other "
-            "processes when one fails; see its message above)"
-        )
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    except BaseException:
-        # Failing already: torchrun's SIGTERM must not cut the one line that says why.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise
-    signal.signal(signal.SIGTERM, previous)
-
-
 # --- synchronised batch norm -----------------------------------------------------------------
 
 
@@ -321,7 +274,6 @@ def sync_batchnorm(model, ctx: Context):
     ("SyncBatchNorm layers only work with GPU modules"), so on the CPU each layer becomes a
     GlobalBatchNorm: the same state_dict keys, statistics all-reduced over gloo with autograd.
     """
-    import torch
 
     if not ctx.active:
         return model
@@ -331,101 +283,10 @@ def sync_batchnorm(model, ctx: Context):
 
 
 def _convert(module, group):
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    cls = global_batchnorm_class()
-    if isinstance(module, _BatchNorm) and not isinstance(module, cls):
-        return cls(module, group)
+    if isinstance(module, _BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        return GlobalBatchNorm(module, group)
     for name, child in module.named_children():
         replaced = _convert(child, group)
         if replaced is not child:
             setattr(module, name, replaced)
     return module
-
-
-@functools.cache
-def global_batchnorm_class():
-    """GlobalBatchNorm, built on first use so that importing this module needs no torch."""
-    import torch
-    import torch.distributed as dist
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    class _Sum(torch.autograd.Function):
-        """The sum over ranks of a tensor; the gradient of each rank's part is the sum of the
-        ranks' gradients (every rank's loss depends on every part)."""
-
-        @staticmethod
-        def forward(ctx, tensor, group):
-            ctx.group = group
-            out = tensor.clone()
-            dist.all_reduce(out, group=group)
-            return out
-
-        @staticmethod
-        def backward(ctx, grad):
-            grad = grad.clone()
-            dist.all_reduce(grad, group=ctx.group)
-            return grad, None
-
-    def all_reduce(tensor, group):
-        return _Sum.apply(tensor, group)
-
-    class GlobalBatchNorm(_BatchNorm):
-        """A BatchNorm{1,2,3}d whose training statistics span every rank's batch (CPU/gloo)."""
-
-        def __init__(self, source: _BatchNorm, group) -> None:
-            super().__init__(
-                source.num_features,
-                source.eps,
-                source.momentum,
-                source.affine,
-                source.track_running_stats,
-            )
-            self.group = group
-            self._expected_dim = source._check_input_dim
-            # Share, not copy: the optimizer and the checkpoint see the very same tensors.
-            if source.affine:
-                self.weight, self.bias = source.weight, source.bias
-            if source.track_running_stats:
-                self.running_mean = source.running_mean
-                self.running_var = source.running_var
-                self.num_batches_tracked = source.num_batches_tracked
-            self.training = source.training
-
-        def _check_input_dim(self, input):
-            self._expected_dim(input)
-
-        def forward(self, x):
-            self._check_input_dim(x)
-            use_batch = self.training or not self.track_running_stats
-            if not use_batch:
-                return super().forward(x)
-            with torch.autocast(x.device.type, enabled=False):  # statistics in fp32
-                return self._forward_fp32(x.float()).to(x.dtype)
-
-        def _forward_fp32(self, x):
-            dims = [0, *range(2, x.dim())]
-            local = x.new_full((1,), x.numel() // x.shape[1])  # images x pixels on this rank
-            sums = all_reduce(torch.cat([x.sum(dims), local]), group=self.group)
-            total, count = sums[:-1], sums[-1]
-            mean = total / count
-            shape = [1, -1] + [1] * (x.dim() - 2)
-            centred = x - mean.view(shape)
-            var = all_reduce(centred.pow(2).sum(dims), group=self.group) / count
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked.add_(1)
-                    if self.momentum is None:
-                        factor = 1.0 / float(self.num_batches_tracked)
-                    else:
-                        factor = self.momentum
-                    n = float(count)
-                    unbiased = var.detach() * (n / max(n - 1, 1))
-                    self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-                    self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-            out = centred * torch.rsqrt(var + self.eps).view(shape)
-            if self.affine:
-                out = out * self.weight.view(shape) + self.bias.view(shape)
-            return out
-
-    return GlobalBatchNorm

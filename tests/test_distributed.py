@@ -281,7 +281,7 @@ def test_a_usage_error_is_said_once(image_folder, tmp_path):
 
 
 def test_ranks_draw_their_own_objective_noise_and_rank_0_the_one_process_draws():
-    from aegen.training import _objective_generator
+    from aegen.fitting import _objective_generator
 
     def draw(**kwargs):
         return torch.randn(4, generator=_objective_generator(3, 1, "cpu", **kwargs))

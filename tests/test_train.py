@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aegen import training
+from aegen import fitting, training
 from aegen.checkpoint import OPTIMIZER_PREFIX, read_checkpoint_info
 from aegen.data import find_images, load_images
 from aegen.errors import DataError, UsageError
@@ -74,16 +74,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(image_folder, tmp
 def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_exactly(
     image_folder, tmp_path, monkeypatch
 ):
-    assert training.learning_rate(1e-3, "cosine", 0, 4) == pytest.approx(1e-3)
-    assert training.learning_rate(1e-3, "cosine", 2, 4) == pytest.approx(5e-4)
-    assert training.learning_rate(1e-3, "cosine", 4, 4) == pytest.approx(0, abs=1e-12)
-    assert training.learning_rate(1e-3, "constant", 3.5, 4) == 1e-3
+    assert fitting.learning_rate(1e-3, "cosine", 0, 4) == pytest.approx(1e-3)
+    assert fitting.learning_rate(1e-3, "cosine", 2, 4) == pytest.approx(5e-4)
+    assert fitting.learning_rate(1e-3, "cosine", 4, 4) == pytest.approx(0, abs=1e-12)
+    assert fitting.learning_rate(1e-3, "constant", 3.5, 4) == 1e-3
     whole = train(
         image_folder, tmp_path / "whole.safetensors", epochs=3, seed=5, lr_schedule="cosine",
         **FAST,
     )
     part = tmp_path / "part.safetensors"
-    real, calls = training._train_epoch, []
+    real, calls = fitting.train_epoch, []
 
     def stop_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -92,9 +92,9 @@ def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_exactly(
         return real(*args, **kwargs)
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(training, "_train_epoch", stop_in_second_epoch)
+        patch.setattr(fitting, "train_epoch", stop_in_second_epoch)
         train(image_folder, part, epochs=3, seed=5, lr_schedule="cosine", **FAST)
-    with pytest.raises(UsageError, match="--lr-schedule constant differs"):
+    with pytest.raises(UsageError, match="lr_schedule constant differs"):
         train(image_folder, part, epochs=3, resume=part, lr_schedule="constant")
     train(image_folder, part, epochs=3, resume=part)
     assert part.read_bytes() == whole.path.read_bytes()
@@ -149,7 +149,7 @@ def test_ema_saves_the_average_as_the_model_and_resumes_exactly(
     assert all(torch.equal(raw[k], plain_weights[k]) for k in raw)
 
     part = tmp_path / "part.safetensors"
-    real, calls = training._train_epoch, []
+    real, calls = fitting.train_epoch, []
 
     def stop_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -158,15 +158,15 @@ def test_ema_saves_the_average_as_the_model_and_resumes_exactly(
         return real(*args, **kwargs)
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(training, "_train_epoch", stop_in_second_epoch)
+        patch.setattr(fitting, "train_epoch", stop_in_second_epoch)
         train(image_folder, part, epochs=2, seed=5, ema=0.9, **FAST)
-    with pytest.raises(UsageError, match="--ema 0.5 differs"):
+    with pytest.raises(UsageError, match="ema 0.5 differs"):
         train(image_folder, part, epochs=2, resume=part, ema=0.5)
     train(image_folder, part, epochs=2, resume=part)
     assert part.read_bytes() == whole.path.read_bytes()
     slim = weights_only(whole.path, tmp_path / "slim.safetensors")
     assert not any(k.startswith(RAW_PREFIX) for k in weights(slim))
-    with pytest.raises(UsageError, match="--ema must be between 0 and 1"):
+    with pytest.raises(UsageError, match="ema must be between 0 and 1"):
         train(image_folder, tmp_path / "x.safetensors", epochs=1, ema=1.5, **FAST)
 
 
@@ -190,7 +190,7 @@ def test_compiled_training_learns_what_eager_training_learns(image_folder, tmp_p
 def test_interrupted_training_keeps_the_last_finished_epoch(
     image_folder, tmp_path, monkeypatch, capsys
 ):
-    real = training._train_epoch
+    real = fitting.train_epoch
     calls = []
 
     def interrupt_second_epoch(*args, **kwargs):
@@ -199,13 +199,13 @@ def test_interrupted_training_keeps_the_last_finished_epoch(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_train_epoch", interrupt_second_epoch)
+    monkeypatch.setattr(fitting, "train_epoch", interrupt_second_epoch)
     out = tmp_path / "m.safetensors"
     with pytest.raises(KeyboardInterrupt):
         train(image_folder, out, epochs=3, seed=1, reporter=training.Reporter(), **FAST)
     assert f"{out} holds epoch 1; continue with --resume" in capsys.readouterr().err
     assert read_checkpoint_info(out).training_state["epochs_done"] == 1
-    monkeypatch.setattr(training, "_train_epoch", real)
+    monkeypatch.setattr(fitting, "train_epoch", real)
     assert train(image_folder, out, epochs=2, resume=out, device="cpu").epochs == 2
 
 
@@ -278,7 +278,7 @@ def test_refusals(tmp_path, image_folder, cli):
         train(junk, tmp_path / "m.safetensors", **FAST)
     few = tmp_path / "few"
     make_images(few, 3)
-    with pytest.raises(UsageError, match="only 3 readable image.*--batch-size 8"):
+    with pytest.raises(UsageError, match="only 3 readable image.*batch_size 8"):
         train(few, tmp_path / "m.safetensors", **FAST)
     cases = [
         (["train", empty], 1, "no images found"),
@@ -315,7 +315,7 @@ def test_size_error_comes_before_reading_any_data(tmp_path, monkeypatch, image_f
 
 
 def test_resume_refuses_conflicting_settings(tiny_checkpoint, image_folder, tmp_path):
-    with pytest.raises(UsageError, match="--size 32 differs"):
+    with pytest.raises(UsageError, match="size 32 differs"):
         train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, size=32, epochs=3)
     with pytest.raises(UsageError, match="already has 2 epochs"):
         train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, epochs=2)
