@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .builtin_names import OBJECTIVE
 from .errors import CheckpointError
 from .files import atomic_output
 
@@ -56,7 +57,7 @@ class CheckpointInfo:
             "config": self.config,
             "image": {"channels": self.channels, "size": self.size},
             "parameters": self.parameters,
-            "objective": self.objective or {"name": "copy", "options": {}},
+            "objective": self.objective or {"name": OBJECTIVE, "options": {}},
             "provenance": self.provenance,
             "resumable": self.training_state is not None,
         }
@@ -282,7 +283,9 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> Checkpoint:
     try:
         model = build_model(info.architecture, info.config)
     except UsageError as exc:
-        raise CheckpointError(f"{info.path}: its config cannot be built: {exc}") from None
+        raise CheckpointError(
+            f"{info.path}: its config cannot be built: {exc}", parameters=exc.parameters
+        ) from None
     _check_tensors(info, model)
     try:
         state = load_file(str(info.path))

@@ -1,13 +1,22 @@
-"""Image folders as training data: found recursively, resized, centre-cropped, kept in memory."""
+"""Images as data: folders found recursively, or any path a data-source plugin claims; resized,
+centre-cropped and kept in memory. For training (`load_data`) and for `--input` (`load_inputs`).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import functional as F
+
+from .builtin_names import FOLDER_SOURCE
 from .errors import DataError, PluginError, UsageError
+from .plugins import get_registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -48,10 +57,6 @@ def load_images(
     Unreadable files are skipped and listed. `channels` None means 1 if every image is grey,
     else 3.
     """
-    import torch
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import functional as F
-
     pictures, kept, skipped, grey = [], [], [], True
     for path in paths:
         try:
@@ -81,8 +86,6 @@ def load_images(
 def fit_images(images, size: int, channels: int | None = None):
     """Resize a uint8 (N, C, H, W) batch so its shorter side is `size`, centre-crop it square,
     and convert it to `channels` (1 or 3; None keeps it). For array-based data sources."""
-    from torchvision.transforms import functional as F
-
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise DataError(f"expected images shaped (N, 1 or 3, H, W), got {tuple(images.shape)}")
     if images.shape[-2:] != (size, size):
@@ -105,23 +108,28 @@ def load_data(
 ) -> ImageSet:
     """Training images from `path` through a registered data source: the one named, or the one
     whose `detect` claims the path (image folders when none does)."""
-    from .plugins import get_registry
-
-    registry = get_registry()
     if source is None:
         if not Path(path).exists():
             raise DataError(f"{path}: no such file or folder")
-        claims = [s for s in registry.data_sources.values() if _claims(s, Path(path))]
+        claims = claiming_sources(Path(path))
         if len(claims) > 1:
             names = ", ".join(s.name for s in claims)
             raise DataError(
-                f"{path} could be read by several data sources ({names}); choose one with --source"
+                f"{path} could be read by several data sources ({names}); choose one with source",
+                parameters=["source"],
             )
-        chosen = claims[0] if claims else registry.data_source("folder")
+        chosen = claims[0] if claims else get_registry().data_source(FOLDER_SOURCE)
     else:
-        chosen = registry.data_source(source)
+        chosen = get_registry().data_source(source)
+    return read_with(chosen, Path(path), size, channels, on_image)
+
+
+def read_with(
+    chosen, path: Path, size: int, channels: int | None, on_image: Callable[[], None] | None = None
+) -> ImageSet:
+    """Read `path` with the data source `chosen`, turning its failures into one-line errors."""
     try:
-        images = chosen.fn(Path(path), size=size, channels=channels, on_image=on_image)
+        images = chosen.fn(path, size=size, channels=channels, on_image=on_image)
     except (DataError, UsageError, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -131,6 +139,11 @@ def load_data(
         ) from exc
     images.source = chosen.name
     return images
+
+
+def claiming_sources(path: Path) -> list:
+    """The registered data sources whose `detect` claims `path`."""
+    return [s for s in get_registry().data_sources.values() if _claims(s, path)]
 
 
 def _claims(source, path: Path) -> bool:
@@ -143,15 +156,13 @@ def _claims(source, path: Path) -> bool:
         print(
             f"aegen: warning: data source {source.name!r} (plugin {source.plugin!r}) failed "
             f"to inspect {path}: {type(exc).__name__}: {exc}",
-            file=__import__("sys").stderr,
+            file=sys.stderr,
         )
         return False
 
 
 def expand_stdin(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
     """Replace a "-" among the inputs by the paths read from stdin, one per line."""
-    import sys
-
     expanded: list[str | os.PathLike] = []
     for item in inputs:
         if str(item) == "-":
@@ -168,16 +179,61 @@ def load_inputs(
     reporter,
     limit: int | None = None,
 ):
-    """Images named on a command line (files or folders), as a float batch in [0, 1] at the
-    model's size and channels, with the paths they came from. Unreadable files are skipped."""
-    from .errors import UsageError
+    """Images named as inputs, as a float batch in [0, 1] at the model's size and channels, with
+    the paths they came from (at most `limit` images).
 
-    paths = [p for item in expand_stdin(inputs) for p in find_images(item)]
-    if not paths:
-        raise UsageError("--input: no images found in " + ", ".join(map(str, inputs)))
-    wanted = paths if limit is None else paths[: limit * 2]  # spares for unreadable files
-    loaded = load_images(wanted, size, channels)
+    Each input is a folder (its image files, recursively), "-" (paths read from stdin), a file
+    a data-source plugin's `detect` claims (read through that source: e.g. a .npy file or an
+    IDX file, whose image i is named "PATH[i]"), or an image file. Unreadable image files are
+    skipped with a warning."""
+    parts: list = []  # lists of image files, and (path, ImageSet) read by a data source
+    for item in expand_stdin(inputs):
+        source = _input_source(Path(item))
+        if source is not None:
+            parts.append((Path(item), read_with(source, Path(item), size, channels)))
+        elif parts and isinstance(parts[-1], list):
+            parts[-1].extend(find_images(item))
+        else:
+            parts.append(find_images(item))
+    if not any(len(part[1].images) if isinstance(part, tuple) else part for part in parts):
+        raise UsageError(
+            "inputs: no images found in " + ", ".join(map(str, inputs)), parameters=["inputs"]
+        )
+    batches, names = [], []
+    for part in filter(None, parts):  # an empty list: a folder without images
+        wanted = None if limit is None else limit - len(names)
+        if wanted is not None and wanted <= 0:
+            break
+        images, paths = _read_part(part, size, channels, reporter, wanted)
+        batches.append(images)
+        names += paths
+    return torch.cat(batches).float().div_(255), names
+
+
+def _input_source(path: Path):
+    """The data source that reads input `path`: the one whose `detect` claims a file that is not
+    an image file; None for folders (read as the folder source reads them) and image files."""
+    if path.is_dir() or not path.is_file() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    claims = claiming_sources(path)
+    if len(claims) > 1:
+        names = ", ".join(s.name for s in claims)
+        raise DataError(f"{path} could be read by several data sources ({names})")
+    return claims[0] if claims else None
+
+
+def _read_part(part, size: int, channels: int, reporter, wanted: int | None):
+    """A uint8 batch of at most `wanted` images from one part of `load_inputs`, and their
+    names: image files (with spares for unreadable ones), or a set a data source read from one
+    path (image i of a file holding several is named "PATH[i]")."""
+    if isinstance(part, tuple):
+        path, found = part
+        for skipped, why in found.skipped:
+            reporter.warn(f"skipped {skipped}: {why}")
+        names = [f"{p}[{i}]" if Path(p) == path else str(p) for i, p in enumerate(found.paths)]
+        return found.images[:wanted], names[:wanted]
+    files = part if wanted is None else part[: wanted * 2]  # spares for unreadable files
+    loaded = load_images(files, size, channels)
     for path, why in loaded.skipped:
         reporter.warn(f"skipped {path}: {why}")
-    images = loaded.images[:limit].float().div_(255)
-    return images, [str(p) for p in loaded.paths[:limit]]
+    return loaded.images[:wanted], [str(p) for p in loaded.paths[:wanted]]

@@ -25,7 +25,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, reporter=None) -> P
     if not path.exists():
         raise AegenError(
             f"no checkpoint given, and the default model is missing from {path}; "
-            "pass one with -c/--checkpoint"
+            "pass one with checkpoint",
+            parameters=["checkpoint"],
         )
     if reporter is not None:
         reporter.info(f"no -c given: using the default model, {DESCRIPTION}")

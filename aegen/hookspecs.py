@@ -1,34 +1,103 @@
-"""The hooks a plugin may implement. Each receives a callback and registers through it."""
+"""The hooks a plugin may implement, and the kinds of component they register.
+
+Each kind of component is one entry of `KIND_TABLE`; its hook `register_<plural>` is made from
+that entry, so adding a kind is adding an entry. Each hook receives a `register` callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
+
+from .options import Option
 
 hookspec = pluggy.HookspecMarker("aegen")
 hookimpl = pluggy.HookimplMarker("aegen")
 
 
-@hookspec
-def register_architectures(register):
-    """Register autoencoders: register(name, build, description=..., defaults={...})."""
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    """A dict given to register (None: empty)."""
+    if value is not None and not isinstance(value, Mapping):
+        raise TypeError(f"{what}: expected a mapping, got {type(value).__name__}")
+    return dict(value or {})
 
 
-@hookspec
-def register_samplers(register):
-    """Register samplers: register(name, sampler, description=..., options={...})."""
+def _options(value: Any, what: str) -> dict[str, Option]:
+    """Declared options: a mapping of names to aegen.api.Option."""
+    options = _mapping(value, what)
+    for key, option in options.items():
+        if not isinstance(option, Option):
+            raise TypeError(f"{what}: option {key!r} must be an aegen.api.Option")
+    return options
 
 
-@hookspec
-def register_schedules(register):
-    """Register noise schedules: register(name, schedule, description=...)."""
+def _optional_callable(value: Any, what: str) -> Callable[..., Any] | None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{what}: expected a callable or None, got {type(value).__name__}")
+    return value
 
 
-@hookspec
-def register_data_sources(register):
-    """Register training data readers: register(name, load, description=..., detect=...)."""
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component plugins register.
+
+    `plural` names the hook (`register_<plural>`), the registry's table (`registry.<plural>`)
+    and the key in `aegen plugins --json`; `plural[:-1]` is the "kind" of a component there and
+    the registry's getter (`registry.data_source(name)`). `singular` names it in messages.
+    `callable` is the name of register's second argument, also readable as an attribute of the
+    component (`architecture.build`, the same as `.fn`). `extras` are the keyword arguments
+    register takes besides `description`: each maps to a function `(value, what) -> value`
+    that checks and normalises it (given None when the plugin leaves it out); each becomes an
+    attribute of the component.
+    """
+
+    plural: str
+    singular: str
+    callable: str
+    what: str  # what the hook registers, for its docstring
+    extras: Mapping[str, Callable[[Any, str], Any]] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> str:
+        return f"register_{self.plural}"
+
+    @property
+    def getter(self) -> str:
+        return self.plural[:-1]
 
 
-@hookspec
-def register_objectives(register):
-    """Register training objectives: register(name, make_input, description=..., options={...})."""
+KIND_TABLE: tuple[Kind, ...] = (
+    Kind("architectures", "architecture", "build", "autoencoders", {"defaults": _mapping}),
+    Kind("samplers", "sampler", "sampler", "samplers", {"options": _options}),
+    Kind("schedules", "schedule", "schedule", "noise schedules"),
+    Kind(
+        "data_sources", "data source", "load", "training data readers",
+        {"detect": _optional_callable},
+    ),
+    Kind("objectives", "objective", "make_input", "training objectives", {"options": _options}),
+)
+KINDS = tuple(kind.plural for kind in KIND_TABLE)
+
+
+def _register_hook(kind: Kind) -> Callable[..., None]:
+    """The hookspec `register_<plural>(register)` of one kind."""
+
+    def spec(register):  # pluggy reads the argument name: every hook receives `register`
+        pass
+
+    extras = "".join(f", {name}=..." for name in kind.extras)
+    spec.__name__ = spec.__qualname__ = kind.hook
+    call = f"register(name, {kind.callable}, description=...{extras})"
+    spec.__doc__ = f"Register {kind.what}: {call}."
+    return hookspec(spec)
+
+
+for _kind in KIND_TABLE:  # one module-level hookspec per kind, as if written out by hand
+    globals()[_kind.hook] = _register_hook(_kind)
+del _kind
 
 
 @hookspec

@@ -1,10 +1,13 @@
-"""Build models from registered architectures and run them the way the seed samples."""
+"""Build models from registered architectures and run them the way the original article samples."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .errors import AegenError, ConfigError, UsageError
 from .options import coerce
@@ -21,7 +24,8 @@ def resolve_config(
     unknown = sorted(set(overrides) - set(arch.defaults))
     if unknown:
         if unknown[0] in IMAGE_KEYS:
-            raise UsageError(f"set {unknown[0]} with --{unknown[0]}, not --set")
+            key = unknown[0]  # the CLI reads: set size with --size, not --set
+            raise UsageError(f"set {key} with {key}, not config", parameters=[key, "config"])
         known = ", ".join(sorted(arch.defaults)) or "none"
         raise UsageError(
             f"architecture {architecture!r} has no config key {unknown[0]!r} (its keys: {known})"
@@ -52,10 +56,8 @@ def build_model(architecture: str, config: Mapping[str, Any]):
 
 @contextlib.contextmanager
 def batch_statistics(model) -> Iterator[None]:
-    """Run batch norm on batch statistics (the seed's sampling) without touching its stored
+    """Run batch norm on batch statistics (the original article's sampling) without touching its stored
     running statistics; every other module is in eval mode. Restores the model afterwards."""
-    from torch.nn.modules.batchnorm import _BatchNorm
-
     saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in model.modules()]
     try:
         model.eval()
@@ -74,8 +76,6 @@ def batch_statistics(model) -> Iterator[None]:
 def check_batch_statistics(model, smallest_batch: int, advice: str) -> None:
     """Refuse, in words, a batch that batch statistics cannot use: BatchNorm1d needs two
     samples per batch (BatchNorm2d can use the pixels of one image)."""
-    from torch import nn
-
     if smallest_batch < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
         raise UsageError(
             "this model has BatchNorm1d, whose batch statistics need at least 2 images per "
@@ -96,5 +96,5 @@ def running_statistics(model) -> Iterator[None]:
 
 
 def sampling_mode(model, running_stats: bool = False):
-    """The context a model runs in when sampling: batch statistics (the seed's) or stored."""
+    """The context a model runs in when sampling: batch statistics (the original article's) or stored."""
     return running_statistics(model) if running_stats else batch_statistics(model)

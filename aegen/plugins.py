@@ -7,7 +7,9 @@ all of its hooks succeed, so a failing plugin is skipped whole and the rest of a
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,73 +20,38 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UsageError
-from .options import Option
+from .hookspecs import KIND_TABLE, KINDS, Kind
 
 GROUP = "aegen"
 BUILTIN_DISTRIBUTION = "aegen"
-KINDS = ("architectures", "samplers", "schedules", "data_sources", "objectives")
-_SINGULAR = {
-    "architectures": "architecture",
-    "samplers": "sampler",
-    "schedules": "schedule",
-    "data_sources": "data source",
-    "objectives": "objective",
-}
+_BY_NAME = {kind.plural: kind for kind in KIND_TABLE} | {kind.getter: kind for kind in KIND_TABLE}
 
 
 @dataclass(frozen=True)
-class Architecture:
-    """An autoencoder: `build(config)` returns an nn.Module with encode, decode and forward."""
+class Component:
+    """One thing a plugin registered, of any kind: its name, callable, description and plugin,
+    plus its kind's extras as attributes (`.defaults` of architectures, `.options` of samplers
+    and objectives, `.detect` of data sources) and the callable under its kind's name for it
+    (`.build` of architectures)."""
 
-    name: str
-    build: Callable[[dict[str, Any]], Any]
-    description: str
-    defaults: Mapping[str, Any]
-    plugin: str
-
-
-@dataclass(frozen=True)
-class Sampler:
-    """A generator function yielding one (B, C, H, W) frame per step; the last is the result."""
-
+    kind: Kind
     name: str
     fn: Callable[..., Any]
     description: str
-    options: Mapping[str, Option]
     plugin: str
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, attr: str) -> Any:  # only for what normal lookup did not find
+        fields = self.__dict__
+        if attr in fields.get("extras", {}):
+            return fields["extras"][attr]
+        if "kind" in fields and attr == fields["kind"].callable:
+            return fields["fn"]
+        raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """`fn(n, steps) -> (c, d)`: the weights of the model output and of fresh noise at step n."""
-
-    name: str
-    fn: Callable[[int, int], tuple[float, float]]
-    description: str
-    plugin: str
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """`load(path, size, channels) -> ImageSet`; `detect(path) -> bool` claims a path."""
-
-    name: str
-    fn: Callable[..., Any]
-    description: str
-    detect: Callable[[Any], bool] | None
-    plugin: str
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A training objective: `make_input(clean, *, generator, **options)` returns the batch the
-    model sees; the target is always the clean batch (loss: MSE)."""
-
-    name: str
-    fn: Callable[..., Any]
-    description: str
-    options: Mapping[str, Option]
-    plugin: str
+# The names each kind's components had before they shared one shape.
+Architecture = Sampler = Schedule = DataSource = Objective = Component
 
 
 @dataclass
@@ -123,48 +90,45 @@ def _describe(exc: BaseException) -> str:
 
 
 class Registry:
-    """Everything the loaded plugins registered, looked up by kind and name."""
+    """Everything the loaded plugins registered, looked up by kind and name.
+
+    Each kind's components are a dict by name, `registry.<plural>` (`registry.samplers`), and
+    `registry.get(kind, name)` looks one up, as does `registry.<plural[:-1]>(name)`
+    (`registry.sampler("walk")`, `registry.data_source("idx")`).
+    """
 
     def __init__(self) -> None:
-        self.architectures: dict[str, Architecture] = {}
-        self.samplers: dict[str, Sampler] = {}
-        self.schedules: dict[str, Schedule] = {}
-        self.data_sources: dict[str, DataSource] = {}
-        self.objectives: dict[str, Objective] = {}
+        self.tables: dict[str, dict[str, Component]] = {kind.plural: {} for kind in KIND_TABLE}
         self.plugins: list[PluginInfo] = []
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self.manager = pluggy.PluginManager(GROUP)
         self.manager.add_hookspecs(hookspecs)
 
+    def __getattr__(self, attr: str) -> Any:  # registry.samplers, registry.sampler(name), ...
+        kind = _BY_NAME.get(attr)
+        if kind is None or "tables" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
+        if attr == kind.plural:
+            return self.tables[kind.plural]
+        return functools.partial(self.get, kind.plural)
+
     # -- lookups ---------------------------------------------------------------------------
-    def _get(self, kind: str, name: str) -> Any:
-        table: dict[str, Any] = getattr(self, kind)
-        what = _SINGULAR[kind]
-        if (kind, name) in self.conflicts:
-            first, second = self.conflicts[(kind, name)][:2]
+    def get(self, kind: str, name: str) -> Component:
+        """The component of `kind` (e.g. "samplers" or "sampler") registered as `name`."""
+        spec = _BY_NAME[kind]
+        table = self.tables[spec.plural]
+        if (spec.plural, name) in self.conflicts:
+            first, second = self.conflicts[(spec.plural, name)][:2]
             raise PluginError(
-                f"{what} {name!r} is registered by both plugin {first!r} and plugin {second!r}; "
-                "uninstall one, or choose with AEGEN_LOAD_PLUGINS"
+                f"{spec.singular} {name!r} is registered by both plugin {first!r} and plugin "
+                f"{second!r}; uninstall one, or choose with AEGEN_LOAD_PLUGINS"
             )
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise UsageError(f"unknown {what} {name!r} (installed: {known}; see `aegen plugins`)")
+            raise UsageError(
+                f"unknown {spec.singular} {name!r} (installed: {known}; see `aegen plugins`)"
+            )
         return table[name]
-
-    def architecture(self, name: str) -> Architecture:
-        return self._get("architectures", name)
-
-    def sampler(self, name: str) -> Sampler:
-        return self._get("samplers", name)
-
-    def schedule(self, name: str) -> Schedule:
-        return self._get("schedules", name)
-
-    def data_source(self, name: str) -> DataSource:
-        return self._get("data_sources", name)
-
-    def objective(self, name: str) -> Objective:
-        return self._get("objectives", name)
 
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, allowed: set[str] | None, strict: bool = False) -> None:
@@ -208,14 +172,14 @@ class Registry:
         except Exception as exc:  # e.g. a hookimpl that names no known hook
             self._fail(info, f"is not a valid plugin: {_describe(exc)}", strict)
             return
-        staged: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        staged: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         try:
-            for kind in KINDS:
-                caller = getattr(self.manager.hook, f"register_{kind}")
+            for kind in KIND_TABLE:
+                caller = getattr(self.manager.hook, kind.hook)
                 for impl in caller.get_hookimpls():
                     if impl.plugin_name == info.name:
-                        info.hooks.append(f"register_{kind}")
-                        impl.function(register=self._stager(kind, info.name, staged[kind]))
+                        info.hooks.append(kind.hook)
+                        impl.function(register=_stager(kind, info.name, staged[kind.plural]))
         except Exception as exc:
             self.manager.unregister(name=info.name)
             self._fail(info, f"failed while registering: {_describe(exc)}", strict)
@@ -251,25 +215,13 @@ class Registry:
                     added.append(name)
             info.registered["commands"] = added
 
-    def _stager(self, kind: str, plugin: str, staged: dict[str, Any]) -> Callable[..., None]:
-        def register(name: str, fn: Callable[..., Any], *, description: str = "", **extra: Any):
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"{_SINGULAR[kind]} names must be non-empty strings")
-            if not callable(fn):
-                raise TypeError(f"{_SINGULAR[kind]} {name!r}: expected a callable")
-            if name in staged:
-                raise ValueError(f"{_SINGULAR[kind]} {name!r} registered twice")
-            staged[name] = _make_entry(kind, name, fn, description, plugin, extra)
-
-        return register
-
-    def _commit(self, kind: str, name: str, entry: Any) -> None:
-        table: dict[str, Any] = getattr(self, kind)
+    def _commit(self, kind: str, name: str, entry: Component) -> None:
+        table = self.tables[kind]
         if name in table:
             owners = [table[name].plugin, entry.plugin]
             self.conflicts[(kind, name)] = owners
             _warn(
-                f"{_SINGULAR[kind]} {name!r} is registered by both plugin {owners[0]!r} "
+                f"{entry.kind.singular} {name!r} is registered by both plugin {owners[0]!r} "
                 f"and plugin {owners[1]!r}; using it is an error until one is removed"
             )
             return
@@ -283,34 +235,24 @@ class Registry:
         _warn(f"{text}; skipped")
 
 
-def _make_entry(
-    kind: str, name: str, fn: Callable[..., Any], description: str, plugin: str, extra: dict
-) -> Any:
-    allowed = {
-        "architectures": {"defaults"},
-        "samplers": {"options"},
-        "schedules": set(),
-        "data_sources": {"detect"},
-        "objectives": {"options"},
-    }[kind]
-    unknown = set(extra) - allowed
-    if unknown:
-        raise TypeError(f"register() got unexpected keyword {sorted(unknown)[0]!r}")
-    if kind == "architectures":
-        return Architecture(name, fn, description, dict(extra.get("defaults") or {}), plugin)
-    if kind in ("samplers", "objectives"):
-        options = dict(extra.get("options") or {})
-        for key, option in options.items():
-            if not isinstance(option, Option):
-                raise TypeError(
-                    f"{_SINGULAR[kind]} {name!r}: option {key!r} must be an aegen.api.Option"
-                )
-        if kind == "objectives":
-            return Objective(name, fn, description, options, plugin)
-        return Sampler(name, fn, description, options, plugin)
-    if kind == "data_sources":
-        return DataSource(name, fn, description, extra.get("detect"), plugin)
-    return Schedule(name, fn, description, plugin)
+def _stager(kind: Kind, plugin: str, staged: dict[str, Component]) -> Callable[..., None]:
+    """The `register` callback a plugin's hook for `kind` receives: it stages components."""
+
+    def register(name: str, fn: Callable[..., Any], *, description: str = "", **extras: Any):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{kind.singular} names must be non-empty strings")
+        if not callable(fn):
+            raise TypeError(f"{kind.singular} {name!r}: expected a callable")
+        if name in staged:
+            raise ValueError(f"{kind.singular} {name!r} registered twice")
+        unknown = sorted(set(extras) - set(kind.extras))
+        if unknown:
+            raise TypeError(f"register() got unexpected keyword {unknown[0]!r}")
+        what = f"{kind.singular} {name!r}"
+        checked = {key: check(extras.get(key), what) for key, check in kind.extras.items()}
+        staged[name] = Component(kind, name, fn, description, plugin, checked)
+
+    return register
 
 
 def _builtin_first(ep: Any) -> tuple[bool, str]:
@@ -328,8 +270,6 @@ def allowed_from_env() -> set[str] | None:
 
 def _normal(name: str) -> str:
     """Names compared as pip compares distributions: case, '-', '_' and '.' do not matter."""
-    import re
-
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 

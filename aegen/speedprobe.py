@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
+from .hardware import cpu
+
 CACHE_NAME = "fastpath"
 MIN_ROUNDS = 3
 MAX_ROUNDS = 9
@@ -65,10 +69,6 @@ def model_fingerprint(model: Any) -> dict[str, Any]:
 
 def machine_fingerprint(device: Any) -> dict[str, Any]:
     """What speed depends on besides the model: CPU, its flags, threads, torch, GPU."""
-    import torch
-
-    from .hardware import cpu
-
     here = cpu()
     device = torch.device(device)
     fields: dict[str, Any] = {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__, distributed, fitting
 from .checkpoint import (
@@ -314,8 +315,6 @@ def build_parts(plan: TrainingPlan, resume: str | os.PathLike | None) -> Parts:
             ) from None
     stepped = trained
     if ctx.active:
-        from torch.nn.parallel import DistributedDataParallel
-
         with distributed.translate_failures(ctx):
             stepped = DistributedDataParallel(
                 trained, device_ids=[device.index] if device.type == "cuda" else None

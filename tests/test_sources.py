@@ -1,4 +1,5 @@
-"""Data sources: image folders, NumPy arrays and IDX files, chosen by path or by --source."""
+"""Data sources: image folders, NumPy arrays and IDX files, chosen by path or by --source, for
+training and for the images commands read with --input."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from aegen.data import load_data
+from aegen.data import load_data, load_inputs
 from aegen.errors import DataError, UsageError
+
+from .conftest import make_images, run_aegen
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -77,8 +80,9 @@ def test_source_option_overrides_detection(tmp_path, pixels):
         load_data(odd, 28, source="tar")
     both = tmp_path / "images-idx.npy"
     np.save(both, pixels)
-    with pytest.raises(DataError, match="several data sources.*--source"):
+    with pytest.raises(DataError, match="several data sources.*choose one with source") as caught:
         load_data(both, 28)
+    assert caught.value.parameters == ("source",)
     assert load_data(both, 28, source="numpy").source == "numpy"
 
 
@@ -110,3 +114,88 @@ def test_train_reads_idx_through_the_cli(tmp_path, pixels, cli):
     code, out, _ = cli("info", tmp_path / "m.safetensors", "--json")
     info = json.loads(out)
     assert info["provenance"]["source"] == "idx" and info["image"]["channels"] == 1
+
+
+class Quiet:
+    """A reporter that keeps its warnings."""
+
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def test_inputs_read_files_a_data_source_claims(tmp_path, pixels):
+    array = tmp_path / "images.npy"
+    np.save(array, pixels[:3])
+    idx = tmp_path / "t10k-images-idx3-ubyte.gz"
+    idx.write_bytes(gzip.compress(idx_bytes(pixels[3:5])))
+    single = make_images(tmp_path / "pictures", 1)[0]
+    images, paths = load_inputs([array, single, idx], 16, 3, Quiet())
+    assert images.shape == (6, 3, 16, 16) and images.dtype.is_floating_point
+    assert 0 <= images.min() and images.max() <= 1
+    assert paths == [f"{array}[0]", f"{array}[1]", f"{array}[2]", str(single), f"{idx}[0]",
+                     f"{idx}[1]"]
+    first = load_data(array, 16, channels=3).images[0].float() / 255
+    assert (images[0] == first).all()  # read and fitted as training reads it
+    images, paths = load_inputs([idx, array], 16, 1, Quiet(), limit=3)
+    assert images.shape == (3, 1, 16, 16) and paths[-1] == f"{array}[0]"
+
+
+def test_inputs_keep_folders_and_image_files(tmp_path, image_folder):
+    reporter = Quiet()
+    images, paths = load_inputs([image_folder], 16, 3, reporter, limit=5)
+    assert images.shape == (5, 3, 16, 16) and all(p.endswith((".png", ".jpg")) for p in paths)
+    with pytest.raises(UsageError, match="^inputs: no images found") as caught:
+        load_inputs([tmp_path], 16, 3, reporter)  # an empty folder
+    assert caught.value.parameters == ("inputs",)
+
+
+def test_denoise_reads_a_numpy_file_in_a_subprocess(tiny_checkpoint, tmp_path, pixels):
+    array = tmp_path / "x.npy"
+    np.save(array, np.stack([pixels[:2]] * 3, axis=-1))  # two colour images, N x H x W x C
+    result = run_aegen(
+        "denoise", "-c", tiny_checkpoint, "--input", array, "--alpha", "0.5", "--json", "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 2
+    assert [i["path"] for i in report["settings"][0]["per_image"]] == [
+        f"{array}[0]",
+        f"{array}[1]",
+    ]
+
+
+def test_walk_starts_from_an_idx_file_in_a_subprocess(tiny_checkpoint, tmp_path, pixels):
+    idx = tmp_path / "t10k-images-idx3-ubyte"
+    idx.write_bytes(idx_bytes(pixels[:3]))
+    out = tmp_path / "w.png"
+    result = run_aegen(
+        "walk", "-c", tiny_checkpoint, "--input", idx, "--n", "3", "--steps", "2", "--seed", "0",
+        "--out", out, "--json", "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 3 and report["start"]["paths"] == [f"{idx}[{i}]" for i in range(3)]
+    assert out.exists()
+
+
+def test_inputs_nothing_can_read_are_one_line_errors(tiny_checkpoint, tmp_path, pixels, cli):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    floats = tmp_path / "floats.npy"
+    np.save(floats, pixels.astype(np.float32))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (empty, 2, "--input: no images found in"),  # the exit codes of before --input read
+        (notes, 1, "none of the 1 image file(s) could be read"),  # through data sources
+        (floats, 1, "expected uint8 pixels"),
+        (tmp_path / "nothing", 1, "no such file or folder"),
+    ]
+    for path, code, message in cases:
+        got, out, err = cli("denoise", "-c", tiny_checkpoint, "--input", path, "--json", "-q")
+        lines = err.strip().splitlines()
+        assert (got, len(lines), out) == (code, 1, ""), (path, got, err)
+        assert lines[0].startswith("aegen: error: ") and message in lines[0], (path, err)

@@ -1,4 +1,4 @@
-"""Architecture plugins `attention-unet` and `attention`: the seed's attention models."""
+"""Architecture plugins `attention-unet` and `attention`: the original article's attention models."""
 
 from aegen.api import ConfigError, hookimpl
 
@@ -22,8 +22,9 @@ def _check_dot_memory(name: str, side: int, heads: int) -> None:
     if needed > available:
         raise ConfigError(
             f"{name}: dot-product attention on a {side}x{side} grid needs about {gib(needed)} "
-            f"for a batch of 16; this machine allows {gib(available)}: use a smaller --size"
-            + (" or --set kind=linear" if name == "attention" else "")
+            f"for a batch of 16; this machine allows {gib(available)}: use a smaller size"
+            + (" or config kind=linear" if name == "attention" else ""),
+            parameters=["size", "config"],
         )
 
 

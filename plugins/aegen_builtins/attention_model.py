@@ -1,4 +1,4 @@
-"""The seed's attention U-Net (no time input, no residual additions) and attention
+"""The original article's attention U-Net (no time input, no residual additions) and attention
 autoencoders."""
 
 from torch import Tensor, nn

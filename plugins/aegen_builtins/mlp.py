@@ -1,4 +1,4 @@
-"""Architecture plugin `mlp`: the seed's overcomplete fully connected autoencoder."""
+"""Architecture plugin `mlp`: the original article's overcomplete fully connected autoencoder."""
 
 from aegen.api import ConfigError, hookimpl
 
@@ -31,7 +31,8 @@ def build_mlp(config: dict):
         raise ConfigError(
             f"mlp at {channels}x{size}x{size} with width {width} has {params / 1e9:.2f} B "
             f"parameters and needs about {gib(needed)} to train; this machine has "
-            f"{gib(physical_memory())}: use a smaller --size or --set width=N"
+            f"{gib(physical_memory())}: use a smaller size or config width=N",
+            parameters=["size", "config"],
         )
     from .mlp_model import OvercompleteMLP
 

@@ -1,4 +1,4 @@
-"""Objective plugins `copy` (the seed's) and `denoise` (the `schedule` sampler's corruption).
+"""Objective plugins `copy` (the original article's) and `denoise` (the `schedule` sampler's corruption).
 
 An objective makes the model's training input from a clean batch; the target is always the
 clean batch. `denoise` shows the model exactly the inputs the `schedule` sampler will feed it:
@@ -14,7 +14,7 @@ GRID = 1000
 
 
 def copy(clean, *, generator):
-    """The seed's plain autoencoding: the input is the target."""
+    """The original article's plain autoencoding: the input is the target."""
     return clean
 
 
@@ -32,7 +32,7 @@ def denoise(clean, *, generator, schedule="linear", mu=0.7, sigma=0.2):
 
 @hookimpl
 def register_objectives(register):
-    register("copy", copy, description="plain autoencoding: input = target (the seed's)")
+    register("copy", copy, description="plain autoencoding: input = target (the article's)")
     register(
         "denoise",
         denoise,

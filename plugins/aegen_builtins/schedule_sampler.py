@@ -1,4 +1,4 @@
-"""Sampler plugin `schedule`: the seed's "diffusion with no diffusion"."""
+"""Sampler plugin `schedule`: the original article's "diffusion with no diffusion"."""
 
 from aegen.api import Option, get_schedule, hookimpl
 
@@ -8,7 +8,7 @@ def schedule(model, x, *, steps, noise, schedule="linear", mu=0.7, sigma=0.2):
 
     a_0 ~ N(mu, sigma) (or the given batch x); for n = 0..N-1: g_n = model(a_n) and
     a_{n+1} = c_n * g_n + d_n * N(mu, sigma) with fresh noise each step. Yields every g_n;
-    the last is the sample. No clamping between steps, as in the seed.
+    the last is the sample. No clamping between steps, as in the original article.
     """
     weights = get_schedule(schedule)
     a = noise.normal(mu, sigma) if x is None else x
@@ -25,7 +25,7 @@ def register_samplers(register):
     register(
         "schedule",
         schedule,
-        description="iterated denoising of N(mu, sigma) noise on a schedule (the seed's method)",
+        description="iterated denoising of N(mu, sigma) noise on a schedule (the article's method)",
         options={
             "schedule": Option(
                 "linear", "registered schedule to mix output and noise", check=get_schedule

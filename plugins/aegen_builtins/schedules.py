@@ -9,7 +9,7 @@ from aegen.api import hookimpl
 
 
 def linear(n: int, steps: int) -> tuple[float, float]:
-    """The seed's schedule: c = n / N, d = 1 - c."""
+    """The original article's schedule: c = n / N, d = 1 - c."""
     c = n / steps
     return c, 1.0 - c
 
@@ -23,5 +23,5 @@ def cosine(n: int, steps: int) -> tuple[float, float]:
 
 @hookimpl
 def register_schedules(register):
-    register("linear", linear, description="c = n/N, d = 1 - c (the seed's schedule)")
+    register("linear", linear, description="c = n/N, d = 1 - c (the article's schedule)")
     register("cosine", cosine, description="c = sin^2(pi/2 n/N), d = 1 - c")

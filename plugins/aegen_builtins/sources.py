@@ -1,17 +1,23 @@
-"""Data-source plugins: image folders, NumPy arrays, and IDX files (MNIST's format)."""
+"""Data-source plugins: image folders, NumPy arrays, and IDX files (MNIST's format).
+
+aegen.api's image functions load torch, so they are imported where they are used: `aegen
+plugins` and `aegen --help` import this module without torch.
+"""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
 
-from aegen.api import DataError, find_images, fit_images, hookimpl, load_images
+from aegen.api import DataError, hookimpl
 
 IDX_TYPES = {0x08: "u1"}  # unsigned bytes: the image files of MNIST and Fashion-MNIST
 
 
 def load_folder(path: Path, size: int, channels=None, on_image=None):
     """Every png/jpg/jpeg/webp/bmp under `path`, recursively; unreadable files skipped."""
+    from aegen.api import find_images, load_images
+
     paths = find_images(path)
     if not paths:
         raise DataError(
@@ -24,7 +30,7 @@ def _array_to_images(array, path: Path, size: int, channels):
     import numpy as np
     import torch
 
-    from aegen.api import ImageSet
+    from aegen.api import ImageSet, fit_images
 
     if array.dtype != np.uint8:
         raise DataError(f"{path}: expected uint8 pixels, got {array.dtype}")

@@ -60,7 +60,7 @@ def register_architectures(register):
     register(
         "unet",
         build_unet,
-        description="U-Net without skip connections (the seed's main model)",
+        description="U-Net without skip connections (the article's main model)",
         defaults=DEFAULTS,
     )
     for name, (changes, description) in PRESETS.items():

@@ -1,4 +1,4 @@
-"""The U-Net without residual (skip) connections, as in the seed's code."""
+"""The U-Net without residual (skip) connections, as in the original article's code."""
 
 from torch import Tensor, nn
 

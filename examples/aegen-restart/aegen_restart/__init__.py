@@ -7,13 +7,13 @@ __version__ = "0.1.0"
 
 def restart(model, x, *, steps, noise, schedule="cosine", cycles=3, renoise=0.5, mu=0.7, sigma=0.2):
     """Restart sampling (after Xu et al. 2023, "Restart Sampling for Improving Generative
-    Processes") on the seed's iterated denoising.
+    Processes") on the original article's iterated denoising.
 
     The N steps are split into K cycles of L_j steps (N // K each, the first N % K one longer).
     Cycle j has a noise level r_j: r_0 = 1, r_j = renoise after. It starts from
     a = (1 - r_j) * g + r_j * N(mu, sigma) (a ~ N(mu, sigma), or the batch x, for j = 0; g is
     the last output), then for k = 0..L_j-1: g = model(a), and, with (c, d) = schedule(k, L_j),
-    a = (1 - r_j + r_j * c) * g + r_j * d * N(mu, sigma). With r = 1 that is the seed's step
+    a = (1 - r_j + r_j * c) * g + r_j * d * N(mu, sigma). With r = 1 that is the article's step
     a = c * g + d * noise, so K = 1 is the `schedule` sampler; r < 1 runs the whole schedule
     again inside the noise level r, keeping what earlier cycles found. Yields every g.
     """
