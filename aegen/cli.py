@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -15,8 +16,40 @@ from typing import Annotated, Any
 
 import typer
 
+from . import builtin_names
 from .errors import AegenError, UsageError
 from .hardware import NOTABLE_FLAGS
+from .launcher import env_rank, launched, stop_on_sigterm
+
+# The library names its own parameters in errors (aegen/errors.py); these are the flags that
+# set them where a flag is not "--" + the name with dashes. `main` swaps one for the other.
+FLAGS = {
+    "architecture": "--arch",
+    "config": "--set",
+    "objective_options": "--option",
+    "options": "--option",
+    "grid": "--out",
+    "inputs": "--input",
+    "kind": "--noise",
+}
+
+
+def flag_of(parameter: str) -> str:
+    """The command-line flag that sets a library parameter."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def shell_message(exc: AegenError) -> str:
+    """An error's message as a shell user reads it: each parameter it names becomes the flag
+    that sets it, at its first mention as a word of its own (not part of a path, a file name
+    or a quoted value, which hold what the user typed)."""
+    message = str(exc)
+    for parameter in exc.parameters:
+        word = re.compile(
+            rf"(?<![\w\-/.\\'\"]){re.escape(parameter)}(?![\w\-/\\'\"]|\.\w)"
+        )
+        message = word.sub(lambda _, p=parameter: flag_of(p), message, count=1)
+    return message
 
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
@@ -60,8 +93,6 @@ def _reporter(quiet: bool):
 def _emit(payload: Any, as_json: bool, lines: list[str]) -> None:
     """Results go to stdout: JSON, or plain lines (paths) that scripts can read. Under
     torchrun only rank 0 prints them, so they appear once."""
-    from .distributed import env_rank
-
     if env_rank() != 0:
         return
     if as_json:
@@ -185,13 +216,10 @@ def train_command(
       torchrun --nproc-per-node 4 $(command -v aegen) train ./photos --sync-bn --epochs 40
     """
     from .options import parse_assignments
+    from .settings import Runtime, TrainSettings
     from .training import train
 
-    if channels is not None and channels not in (1, 3):
-        raise UsageError(f"--channels must be 1 or 3, not {channels}")
-    result = train(
-        data,
-        out or resume or Path("model.safetensors"),
+    settings = TrainSettings(
         architecture=arch,
         config=parse_assignments(set_ or [], "--set"),
         size=size,
@@ -202,15 +230,20 @@ def train_command(
         lr_schedule=lr_schedule,
         ema=ema,
         seed=seed,
-        device=device,
-        resume=resume,
         source=source,
         objective=objective,
         objective_options=parse_assignments(option or [], "--option"),
         sync_bn=sync_bn,
-        precision=precision,
-        compile=compile_,
-        channels_last=channels_last,
+    )
+    runtime = Runtime(
+        device=device, precision=precision, compile=compile_, channels_last=channels_last
+    )
+    result = train(
+        data,
+        out or resume or Path("model.safetensors"),
+        settings,
+        runtime=runtime,
+        resume=resume,
         force=force,
         reporter=_reporter(quiet),
     )
@@ -278,7 +311,9 @@ def _options(option: list[str] | None, **named: Any) -> dict[str, Any]:
 
 def generate_command(
     checkpoint: Checkpoint = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="Registered sampler.")] = "schedule",
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="Registered sampler.")
+    ] = builtin_names.SAMPLER,
     schedule: Annotated[
         str | None,
         typer.Option("--schedule", help="Schedule for samplers that take one (linear, cosine)."),
@@ -324,40 +359,38 @@ def generate_command(
       aegen generate -c model.safetensors --every 10 --frames steps/
       torchrun --nproc-per-node 2 $(command -v aegen) generate -c model.safetensors --n 256 --batch-size 32 --out-dir samples
     """
-    from .runs import Outputs, generate_files
+    from .outputs import Outputs
+    from .settings import Runtime, SamplingSettings
+    from .tasks.generate import generate_files
 
-    report = generate_files(
-        checkpoint,
-        Outputs(
-            grid=out,
-            out_dir=out_dir,
-            name=name,
-            video=video,
-            gif=gif,
-            frames=frames,
-            every=every,
-            fps=fps,
-            scale=scale,
-            force=force,
-        ),
+    outputs = Outputs(
+        grid=out,
+        out_dir=out_dir,
+        name=name,
+        video=video,
+        gif=gif,
+        frames=frames,
+        every=every,
+        fps=fps,
+        scale=scale,
+        force=force,
+    )
+    settings = SamplingSettings(
         sampler=sampler,
         options=_options(option, schedule=schedule),
         steps=steps,
         n=n,
         batch_size=batch_size,
         seed=seed,
-        device=device,
         running_stats=running_stats,
-        precision=precision,
-        compile=compile_,
-        channels_last=channels_last,
-        reporter=_reporter(quiet),
     )
-    _emit(report, as_json, report["written"] + _media(report))
-
-
-def _media(report: dict[str, Any]) -> list[str]:
-    return [p for p in (report["video"], report["gif"]) if p] + report["frames"]
+    runtime = Runtime(
+        device=device, precision=precision, compile=compile_, channels_last=channels_last
+    )
+    result = generate_files(
+        checkpoint, outputs, settings, runtime=runtime, reporter=_reporter(quiet)
+    )
+    _emit(result.as_json(), as_json, result.written + result.media)
 
 
 def walk_command(
@@ -372,10 +405,18 @@ def walk_command(
         ),
     ] = None,
     noiseless: Annotated[
-        bool, typer.Option("--noiseless", help="Use the noiseless-walk sampler: g = D(E(g)).")
+        bool,
+        typer.Option(
+            "--noiseless",
+            help=f"Use the {builtin_names.NOISELESS_WALK_SAMPLER} sampler: g = D(E(g)).",
+        ),
     ] = False,
     sampler: Annotated[
-        str | None, typer.Option("--sampler", help="Any registered sampler. [default: walk]")
+        str | None,
+        typer.Option(
+            "--sampler",
+            help=f"Any registered sampler. [default: {builtin_names.WALK_SAMPLER}]",
+        ),
     ] = None,
     eps: Annotated[
         float | None, typer.Option("--eps", help="Latent noise of `walk`. [default: 0.2]")
@@ -427,11 +468,14 @@ def walk_command(
       aegen walk -c model.safetensors --noiseless --steps 300 --stats
       aegen walk -c model.safetensors --gif walk.gif --scale 4 --out last.png
     """
-    from .runs import Outputs, walk_files
+    from .outputs import Outputs
+    from .settings import Runtime
+    from .tasks.walk import WalkSettings, walk_files
 
-    if noiseless and sampler not in (None, "noiseless-walk"):
+    noiseless_sampler = builtin_names.NOISELESS_WALK_SAMPLER
+    if noiseless and sampler not in (None, noiseless_sampler):
         raise UsageError("--noiseless and --sampler name different samplers; give one")
-    chosen = sampler or ("noiseless-walk" if noiseless else "walk")
+    chosen = sampler or (noiseless_sampler if noiseless else builtin_names.WALK_SAMPLER)
     outputs = Outputs(
         grid=out,
         out_dir=out_dir,
@@ -448,9 +492,7 @@ def walk_command(
         raise UsageError(
             "nothing to write: give --video, --gif, --out, --out-dir, --frames or --stats"
         )
-    report = walk_files(
-        checkpoint,
-        outputs,
+    settings = WalkSettings(
         inputs=[str(p) for p in inputs or []],
         sampler=chosen,
         options=_options(option, eps=eps),
@@ -461,17 +503,16 @@ def walk_command(
         start_steps=start_steps,
         stats=stats,
         tolerance=tolerance,
-        device=device,
         running_stats=running_stats,
-        precision=precision,
-        compile=compile_,
-        channels_last=channels_last,
-        reporter=_reporter(quiet),
     )
-    lines = report["written"] + _media(report)
-    if report["stats"] and not as_json:
-        lines += _stats_lines(report["stats"])
-    _emit(report, as_json, lines)
+    runtime = Runtime(
+        device=device, precision=precision, compile=compile_, channels_last=channels_last
+    )
+    result = walk_files(checkpoint, outputs, settings, runtime=runtime, reporter=_reporter(quiet))
+    lines = result.written + result.media
+    if result.stats and not as_json:
+        lines += _stats_lines(result.stats)
+    _emit(result.as_json(), as_json, lines)
 
 
 def _stats_lines(stats: dict[str, Any]) -> list[str]:
@@ -549,8 +590,9 @@ def denoise_command(
       aegen denoise -c model.safetensors --input photos/ --noise blur --json
       aegen denoise -c model.safetensors --input photos/ --noise additive --sigma 0.1
     """
-    from .analysis import denoise_files
     from .denoising import Corruption
+    from .settings import Runtime
+    from .tasks.denoise import DenoiseSettings, denoise_files
 
     common = dict(kind=noise, mu=mu, sigma=sigma, kernel=kernel, blur_sigma=blur_sigma)
     if noise == "gaussian":
@@ -559,23 +601,27 @@ def denoise_command(
         corruptions = [Corruption(**common)]
     if not corruptions:
         raise UsageError("--alpha gave no values")
-    report = denoise_files(
-        checkpoint,
-        list(inputs),
-        corruptions,
+    settings = DenoiseSettings(
+        corruptions=corruptions,
         limit=limit,
-        out=out,
         show=show,
         seed=seed,
         batch_size=batch_size,
-        device=device,
         running_stats=running_stats,
-        precision=precision,
-        compile=compile_,
-        channels_last=channels_last,
+    )
+    runtime = Runtime(
+        device=device, precision=precision, compile=compile_, channels_last=channels_last
+    )
+    result = denoise_files(
+        checkpoint,
+        list(inputs),
+        settings,
+        out=out,
         force=force,
+        runtime=runtime,
         reporter=_reporter(quiet),
     )
+    report = result.as_json()
     if as_json:
         _emit(report, True, [])
         return
@@ -655,7 +701,8 @@ def represent_command(
       aegen represent -c model.safetensors --input photo.png --compare --out compare.png
       aegen represent -c model.safetensors --list-layers
     """
-    from .analysis import list_layers, represent_files
+    from .settings import Runtime
+    from .tasks.represent import RepresentSettings, list_layers, represent_files
 
     if list_layers_:
         names = list_layers(checkpoint)
@@ -663,9 +710,7 @@ def represent_command(
         return
     if not inputs:
         raise UsageError("--input is required (or use --list-layers)")
-    report = represent_files(
-        checkpoint,
-        list(inputs),
+    settings = RepresentSettings(
         layer=layer,
         steps=steps,
         lr=lr,
@@ -674,13 +719,18 @@ def represent_command(
         seed=seed,
         untrained=untrained,
         compare=compare,
-        out=out,
         limit=limit,
-        device=device,
         running_stats=running_stats,
-        force=force,
-        reporter=_reporter(quiet),
     )
+    report = represent_files(
+        checkpoint,
+        list(inputs),
+        settings,
+        out=out,
+        force=force,
+        runtime=Runtime(device=device),
+        reporter=_reporter(quiet),
+    ).as_json()
     lines = [report["out"]] if report["out"] else []
     for name, results in report["results"].items():
         lines += [
@@ -864,14 +914,13 @@ def _one_checkpoint(positional: Path | None, option: Path | None) -> Path | None
 
 def _device_info(checkpoint: Path | None, batch_size: int, as_json: bool, quiet: bool) -> None:
     from .cache import cache_dir
+    from .loading import load_model
     from .precision import describe
-    from .runs import load_model
+    from .settings import Runtime
 
-    reporter = _reporter(quiet)
-    loaded, dev = load_model(checkpoint, "auto", reporter)
-    info = loaded.info
-    report = describe(dev, loaded.model, (info.channels, info.size, info.size), batch_size)
-    report["checkpoint"] = str(info.path)
+    loaded = load_model(checkpoint, Runtime(device="auto"), _reporter(quiet), fast=False)
+    report = describe(loaded.device, loaded.model, loaded.shape, batch_size)
+    report["checkpoint"] = str(loaded.info.path)
     report["cache"] = str(cache_dir())
     if as_json:
         print(json.dumps(report, indent=2))
@@ -958,8 +1007,6 @@ def _fail(message: str, code: int) -> None:
     is said once, by rank 0: every rank meets the same one, so another rank first gives rank 0
     time to say it (torchrun stops the others when rank 0 exits); it speaks only if still
     running after that, i.e. if the error was its own."""
-    from .distributed import env_rank
-
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     if code == 2 and env_rank() != 0:
         import signal
@@ -988,8 +1035,6 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] in (["install"], ["uninstall"]) and "AEGEN_LOAD_PLUGINS" not in os.environ:
         # Never let a broken third-party plugin stand in the way of (un)installing it.
         os.environ["AEGEN_LOAD_PLUGINS"] = ""
-    from .distributed import launched, stop_on_sigterm
-
     try:
         command = next((a for a in args if not a.startswith("-")), None)
         if launched() and command not in (None, *DISTRIBUTED_COMMANDS):
@@ -1002,7 +1047,7 @@ def main(argv: list[str] | None = None) -> None:
         with stop_on_sigterm():
             code = app(args=args, prog_name="aegen", standalone_mode=False)
     except AegenError as exc:
-        _fail(f"aegen: error: {exc}", exc.exit_code)
+        _fail(f"aegen: error: {shell_message(exc)}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("aegen: interrupted", 130)
     except OSError as exc:  # a file that cannot be read or written: the user's to fix

@@ -43,15 +43,20 @@ class Corruption:
 
     def check(self) -> None:
         if self.kind not in NOISES:
-            raise UsageError(f"--noise must be one of {', '.join(NOISES)}, not {self.kind!r}")
+            raise UsageError(f"kind must be one of {', '.join(NOISES)}, not {self.kind!r}",
+                             parameters=["kind"])
         if self.kind == "gaussian" and not 0 <= self.alpha <= 1:
-            raise UsageError(f"--alpha values must lie in [0, 1], got {self.alpha:g}")
+            raise UsageError(f"alpha values must lie in [0, 1], got {self.alpha:g}",
+                             parameters=["alpha"])
         if self.kind == "blur" and (self.kernel < 1 or self.kernel % 2 == 0):
-            raise UsageError(f"--kernel must be a positive odd number, got {self.kernel}")
+            raise UsageError(f"kernel must be a positive odd number, got {self.kernel}",
+                             parameters=["kernel"])
         if self.kind == "blur" and self.blur_sigma <= 0:
-            raise UsageError(f"--blur-sigma must be positive, got {self.blur_sigma:g}")
+            raise UsageError(f"blur_sigma must be positive, got {self.blur_sigma:g}",
+                             parameters=["blur_sigma"])
         if self.sigma < 0:
-            raise UsageError(f"--sigma must not be negative, got {self.sigma:g}")
+            raise UsageError(f"sigma must not be negative, got {self.sigma:g}",
+                             parameters=["sigma"])
 
     def apply(self, a: torch.Tensor, noise: Noise) -> torch.Tensor:
         """The corrupted batch a_hat."""
@@ -84,7 +89,7 @@ def distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class DenoiseResult:
+class Measurement:
     """One setting's per-image figures (a, a_hat and outputs kept for the grid)."""
 
     corruption: Corruption
@@ -131,16 +136,14 @@ def measure_denoising(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     running_stats: bool = False,
-) -> list[DenoiseResult]:
+) -> list[Measurement]:
     """Corrupt every image with every setting, run the model, and measure. Image i draws its
     noise from seed + i (the same noise for every alpha, so settings compare like for like)."""
     for corruption in corruptions:
         corruption.check()
     if not running_stats:
         last = len(images) % batch_size or batch_size
-        check_batch_statistics(
-            model, min(batch_size, len(images), last), "raise --batch-size or use --running-stats"
-        )
+        check_batch_statistics(model, min(batch_size, len(images), last), ["batch_size"])
     device = torch.device(device)
     results = []
     for corruption in corruptions:
@@ -159,7 +162,7 @@ def measure_denoising(
             figures["hat"].append(a_hat.cpu())
             figures["out"].append(out.cpu())
         results.append(
-            DenoiseResult(
+            Measurement(
                 corruption,
                 figures["din"],
                 figures["dout"],

@@ -6,6 +6,8 @@ import math
 import os
 from pathlib import Path
 
+from torchvision.utils import save_image
+
 from .files import atomic_output
 
 
@@ -16,8 +18,6 @@ def grid_columns(count: int) -> int:
 
 def save_grid(images, path: str | os.PathLike, columns: int | None = None) -> Path:
     """Write a (N, C, H, W) batch in [0, 1] as one PNG grid (values outside are clamped)."""
-    from torchvision.utils import save_image
-
     images = images.detach().float().cpu().clamp(0, 1)
     with atomic_output(path) as tmp:
         save_image(images, tmp, nrow=columns or grid_columns(len(images)), padding=2, format="PNG")
@@ -26,8 +26,6 @@ def save_grid(images, path: str | os.PathLike, columns: int | None = None) -> Pa
 
 def save_images(images, paths: list[Path]) -> list[Path]:
     """Write each image of a (N, C, H, W) batch in [0, 1] to its own PNG."""
-    from torchvision.utils import save_image
-
     images = images.detach().float().cpu().clamp(0, 1)
     for image, path in zip(images, paths):
         with atomic_output(path) as tmp:

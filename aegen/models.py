@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -25,7 +25,7 @@ def resolve_config(
     if unknown:
         if unknown[0] in IMAGE_KEYS:
             key = unknown[0]  # the CLI reads: set size with --size, not --set
-            raise UsageError(f"set {key} with {key}, not config", parameters=[key, "config"])
+            raise UsageError(f"set {key!r} with {key}, not config", parameters=[key, "config"])
         known = ", ".join(sorted(arch.defaults)) or "none"
         raise UsageError(
             f"architecture {architecture!r} has no config key {unknown[0]!r} (its keys: {known})"
@@ -56,7 +56,7 @@ def build_model(architecture: str, config: Mapping[str, Any]):
 
 @contextlib.contextmanager
 def batch_statistics(model) -> Iterator[None]:
-    """Run batch norm on batch statistics (the original article's sampling) without touching its stored
+    """Run batch norm on batch statistics (the article's sampling) without touching its stored
     running statistics; every other module is in eval mode. Restores the model afterwards."""
     saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in model.modules()]
     try:
@@ -73,13 +73,18 @@ def batch_statistics(model) -> Iterator[None]:
                 module.track_running_stats = tracking
 
 
-def check_batch_statistics(model, smallest_batch: int, advice: str) -> None:
+def check_batch_statistics(model, smallest_batch: int, larger: Sequence[str] = (),
+                           running_stats: bool = True) -> None:
     """Refuse, in words, a batch that batch statistics cannot use: BatchNorm1d needs two
-    samples per batch (BatchNorm2d can use the pixels of one image)."""
+    samples per batch (BatchNorm2d can use the pixels of one image). The advice names the
+    caller's parameters that would help: `larger` ones to raise, or `running_stats`."""
     if smallest_batch < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+        remedies = ["raise " + " or ".join(larger)] if larger else []
+        remedies += ["use running_stats"] if running_stats else []
+        advice = (", or " if len(larger) > 1 else " or ").join(remedies)
         raise UsageError(
             "this model has BatchNorm1d, whose batch statistics need at least 2 images per "
-            f"batch; {advice}"
+            f"batch; {advice}", parameters=[*larger, *(["running_stats"] if running_stats else [])],
         )
 
 
@@ -96,5 +101,5 @@ def running_statistics(model) -> Iterator[None]:
 
 
 def sampling_mode(model, running_stats: bool = False):
-    """The context a model runs in when sampling: batch statistics (the original article's) or stored."""
+    """The context a model runs in when sampling: batch statistics (the article's) or stored."""
     return running_statistics(model) if running_stats else batch_statistics(model)

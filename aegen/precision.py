@@ -16,10 +16,14 @@ machine, model and batch size (aegen/cache.py), so later runs choose, and comput
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 from .errors import UsageError
 
@@ -41,8 +45,6 @@ class FastPath:
 
     @property
     def dtype(self) -> Any:
-        import torch
-
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
             self.precision
         ]
@@ -58,8 +60,6 @@ class FastPath:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast for the model's arithmetic; a no-op for fp32."""
-        import torch
-
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
@@ -68,8 +68,6 @@ class FastPath:
 def native_bf16(device_type: str) -> tuple[bool, str]:
     """Whether the device computes bf16 natively (so bf16 can be faster, not emulated), and
     why: on CPUs from the flags the operating system lists (aegen/hardware.py)."""
-    import torch
-
     if device_type == "cpu":
         from .hardware import cpu
 
@@ -85,8 +83,6 @@ def native_bf16(device_type: str) -> tuple[bool, str]:
 
 def supported(precision: str, device_type: str) -> tuple[bool, str]:
     """Whether `precision` can run on this device at all (emulated counts), and why not."""
-    import torch
-
     if precision == "fp32":
         return True, ""
     if device_type == "cuda":
@@ -95,7 +91,7 @@ def supported(precision: str, device_type: str) -> tuple[bool, str]:
         return True, ""
     if device_type == "cpu":
         return True, ""  # oneDNN emulates bf16 and fp16 where the CPU lacks them
-    return False, f"--precision {precision} is not supported on {device_type}"
+    return False, f"precision {precision} is not supported on {device_type}"
 
 
 def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
@@ -103,10 +99,9 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
     """Resolve `--precision` (and `--compile`) for a device; `auto` explains its choice.
     `channels_last` None picks the memory format that measured faster; True or False (the
     `--channels-last` / `--contiguous` flags) overrides it, e.g. to reproduce a run exactly."""
-    import torch
-
     if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}",
+                         parameters=["precision"])
     device_type = torch.device(device).type
     if precision == "auto":
         fast, why = native_bf16(device_type)
@@ -115,7 +110,7 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
     else:
         ok, why = supported(precision, device_type)
         if not ok:
-            raise UsageError(why)
+            raise UsageError(why, parameters=["precision"])
         reason = f"{precision}, as asked"
     # Channels-last measured faster for every U-Net on this project's CPUs, in fp32 and bf16
     # (docs/performance.md); on GPUs it pays with tensor cores, i.e. at reduced precision.
@@ -126,16 +121,12 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
 
 def to_memory_format(x: Any, channels_last: bool) -> Any:
     """An image batch in channels-last layout when asked (anything else as it is)."""
-    import torch
-
     if channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
 
 def _back_to_fp32(y: Any) -> Any:
-    import torch
-
     if isinstance(y, torch.Tensor):
         if y.is_floating_point() and y.dtype != torch.float32:
             y = y.float()
@@ -146,8 +137,6 @@ def _back_to_fp32(y: Any) -> Any:
 def accelerate(model: Any, fast: FastPath) -> Any:
     """Wrap a model so forward, encode and decode run on the fast path; inputs and outputs
     stay ordinary fp32 contiguous tensors, so samplers and metrics need not know."""
-    import torch
-
     if fast.precision == "fp32" and not fast.channels_last and not fast.compile:
         return model
     if fast.channels_last:
@@ -158,52 +147,34 @@ def accelerate(model: Any, fast: FastPath) -> Any:
 def compiled(fn: Any) -> Any:
     """torch.compile, without the warning inductor's import prints about CUDA_HOME on
     machines with no CUDA runtime (it concerns C++ extensions, not aegen)."""
-    import torch
-
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return torch.compile(fn)
 
 
-def _fast_module_class():
-    import torch
+class FastModel(torch.nn.Module):
+    """The model, with its forward/encode/decode run through `FastPath`."""
 
-    class _FastModel(torch.nn.Module):
-        """The model, with its forward/encode/decode run through `FastPath`."""
+    def __init__(self, inner: Any, fast: FastPath):
+        super().__init__()
+        self.inner = inner
+        self.fast = fast
+        run = compiled if fast.compile else (lambda f: f)
+        self._forward = run(inner.forward)
+        self._encode = run(inner.encode) if hasattr(inner, "encode") else None
+        self._decode = run(inner.decode) if hasattr(inner, "decode") else None
 
-        def __init__(self, inner: Any, fast: FastPath):
-            super().__init__()
-            self.inner = inner
-            self.fast = fast
-            run = compiled if fast.compile else (lambda f: f)
-            self._forward = run(inner.forward)
-            self._encode = run(inner.encode) if hasattr(inner, "encode") else None
-            self._decode = run(inner.decode) if hasattr(inner, "decode") else None
+    def _call(self, fn: Any, x: Any) -> Any:
+        with self.fast.autocast():
+            return _back_to_fp32(fn(to_memory_format(x, self.fast.channels_last)))
 
-        def _call(self, fn: Any, x: Any) -> Any:
-            with self.fast.autocast():
-                return _back_to_fp32(fn(to_memory_format(x, self.fast.channels_last)))
+    def forward(self, x: Any) -> Any:
+        return self._call(self._forward, x)
 
-        def forward(self, x: Any) -> Any:
-            return self._call(self._forward, x)
+    def encode(self, x: Any) -> Any:
+        return self._call(self._encode, x)
 
-        def encode(self, x: Any) -> Any:
-            return self._call(self._encode, x)
-
-        def decode(self, h: Any) -> Any:
-            return self._call(self._decode, h)
-
-    return _FastModel
-
-
-def FastModel(inner: Any, fast: FastPath) -> Any:  # noqa: N802  (a class made on first use)
-    """A module wrapping `inner` (built lazily so importing aegen needs no torch)."""
-    global _FAST_MODEL
-    if _FAST_MODEL is None:
-        _FAST_MODEL = _fast_module_class()
-    return _FAST_MODEL(inner, fast)
-
-
-_FAST_MODEL: Any = None
+    def decode(self, h: Any) -> Any:
+        return self._call(self._decode, h)
 
 
 PROBE_BATCH = 16
@@ -212,10 +183,6 @@ PROBE_BATCH = 16
 def for_model(fast: FastPath, model: Any) -> FastPath:
     """`fast` without channels-last for a model with no 2-D convolutions (an MLP), where the
     layout would only add a copy."""
-    import dataclasses
-
-    import torch
-
     if fast.channels_last and not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         return dataclasses.replace(fast, channels_last=False)
     return fast
@@ -225,10 +192,6 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
               running_stats: bool = False, batch: int = PROBE_BATCH) -> float:
     """Largest per-pixel difference between `fast` and fp32 NCHW on one fixed probe batch
     (uniform pixels, batch statistics as in sampling): what `auto` checks per model."""
-    import dataclasses
-
-    import torch
-
     from .models import sampling_mode
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
@@ -255,8 +218,6 @@ def _label(fast: FastPath) -> str:
 
 
 def _has_conv(model: Any) -> bool:
-    import torch
-
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
@@ -264,10 +225,6 @@ def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], 
                 running_stats: bool, batch: int) -> list[float]:
     """Seconds per round of one forward pass at the run's batch shape for each path, each on its
     own copy of the model (layouts are converted in place), as sampling runs it."""
-    import copy
-
-    import torch
-
     from .models import sampling_mode
     from .speedprobe import time_rounds
 
@@ -329,10 +286,6 @@ def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: in
     """What `--precision auto` runs: of fp32 NCHW (the seed's way), fp32 channels-last and, on
     hardware with native bf16 and for a model that stays within tolerance, bf16, the one
     measured fastest for this model at this batch size, never one slower than fp32 NCHW."""
-    import dataclasses
-
-    import torch
-
     device_type = torch.device(device).type
     layouts = ([channels_last] if channels_last is not None
                else [False, True] if _has_conv(model) else [False])
@@ -381,9 +334,6 @@ def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int
                    device: Any, batch: int) -> list[float]:
     """Seconds per round of one training step's forward and backward pass (MSE, as `train` runs
     it) for each path, each on a fresh model of its own; the global random state is kept."""
-    import torch
-    import torch.nn.functional as F
-
     from .speedprobe import time_rounds
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
@@ -412,10 +362,6 @@ def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, i
     bf16) bf16, the training step measured fastest for this architecture at this batch size,
     never one slower than fp32 NCHW. `agree` makes every process of a torchrun take rank 0's
     choice. Weights, optimizer and loss stay fp32 in every case."""
-    import dataclasses
-
-    import torch
-
     from .speedprobe import machine_fingerprint, model_fingerprint
 
     device_type = torch.device(device).type
@@ -450,8 +396,6 @@ def prepare(model: Any, device: Any, precision: str = "auto", compile: bool = Fa
     fp32 (e.g. a measurement finer than bf16's rounding), keeps it to fp32; `agree` (under
     torchrun) gives every process rank 0's choice. A precision asked for explicitly is used as
     asked; its measured deviation from fp32 is in the reason."""
-    import dataclasses
-
     if precision == "auto":
         fast = auto_path(model, device, shape=shape, batch=batch_size or PROBE_BATCH,
                          running_stats=running_stats, exact=exact,
@@ -476,8 +420,6 @@ def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None 
     """The truth about this machine for `aegen info --device`: the CPU and its flags, whether
     bf16 is native, and with a model its deviation from fp32 under each reduced precision and
     what `auto` picks for it at `batch` images (measuring it, or recalling the measurement)."""
-    import torch
-
     from .hardware import cpu
 
     device_type = torch.device(device).type
@@ -505,14 +447,3 @@ def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None 
         report["auto"] = prepare(model, device, "auto", shape=shape, batch_size=batch)[1].as_json()
     return report
 
-
-def unwrap(model: Any) -> Any:
-    """The plain model inside a fast-path wrapper (for saving weights)."""
-    return getattr(model, "inner", model)
-
-
-@contextlib.contextmanager
-def training_step(fast: FastPath) -> Iterator[None]:
-    """Autocast around a training forward pass; the loss and the optimizer stay fp32."""
-    with fast.autocast():
-        yield

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torchvision.utils import make_grid
 
 from .errors import AegenError
 from .files import commit, temporary_beside
@@ -30,8 +31,6 @@ def grid_pixels(frame, columns: int, scale: int = 1):
     """A (B, C, H, W) batch as one uint8 grid, (H', W') for grey batches and (H', W', 3) for
     colour, padded so that its sides times `scale` are even (as H.264 with yuv420p needs).
     Writers upscale it. Grey stays one channel: a third of the bytes for the encoder."""
-    from torchvision.utils import make_grid
-
     grid = make_grid(frame.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2)
     if frame.shape[1] == 1:
         grid = grid[:1]  # make_grid repeats a single channel three times

@@ -33,7 +33,8 @@ def activation_of(model: torch.nn.Module, layer: str) -> Callable[[torch.Tensor]
         return model
     modules = dict(model.named_modules())
     if layer not in modules or not layer:
-        raise UsageError(f"no layer {layer!r} in this model; see --list-layers")
+        raise UsageError(f"no layer {layer!r} in this model; see list_layers",
+                         parameters=["list_layers"])
     module = modules[layer]
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -78,9 +79,9 @@ def represent(
     `image` is one (C, H, W) tensor in [0, 1]. The model's weights are not changed.
     """
     if steps < 1 or lr <= 0:
-        raise UsageError("--steps must be at least 1 and --lr positive")
+        raise UsageError("steps must be at least 1 and lr positive", parameters=["steps", "lr"])
     if not running_stats:
-        check_batch_statistics(model, 1, "use --running-stats")
+        check_batch_statistics(model, 1)
     device = next(iter(model.parameters()), torch.zeros(())).device
     a = image.unsqueeze(0).to(device)
     activation = activation_of(model, layer)

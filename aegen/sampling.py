@@ -6,20 +6,48 @@ sub-batch in lockstep, so each yielded frame holds every image at that step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from . import builtin_names
 from .console import Reporter
 from .errors import AegenError, ConfigError, UsageError
 from .models import check_batch_statistics, sampling_mode
 from .noise import Noise
 from .options import resolve_options
-from .plugins import get_registry
+from .plugins import Sampler, get_registry
 
-DEFAULT_SAMPLER = "schedule"
+DEFAULT_SAMPLER = builtin_names.SAMPLER
+
+
+@dataclass(frozen=True)
+class CheckedSampler:
+    """A registered sampler with its options checked and their defaults filled: what a run
+    hands the runner, so the options are resolved once however many layers pass them on."""
+
+    name: str
+    spec: Sampler
+    options: dict[str, Any]
+
+
+def check_sampler(sampler: str, options: Mapping[str, Any] | None = None) -> CheckedSampler:
+    """Look `sampler` up and validate `options` against what it declares (a typo is a
+    ConfigError naming the option)."""
+    spec = get_registry().sampler(sampler)
+    values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
+    return CheckedSampler(sampler, spec, values)
+
+
+def _checked(sampler: str | CheckedSampler, options: Mapping[str, Any] | None) -> CheckedSampler:
+    if isinstance(sampler, CheckedSampler):
+        if options:
+            raise TypeError("options go into check_sampler, not beside a CheckedSampler")
+        return sampler
+    return check_sampler(sampler, options)
 
 
 @dataclass
@@ -34,9 +62,9 @@ class Generation:
 
 
 def _check_counts(n: int, steps: int, batch_size: int) -> None:
-    for name, value in (("--n", n), ("--steps", steps), ("--batch-size", batch_size)):
+    for name, value in (("n", n), ("steps", steps), ("batch_size", batch_size)):
         if value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
+            raise UsageError(f"{name} must be at least 1, got {value}", parameters=[name])
 
 
 def batches(n: int, batch_size: int) -> list[slice]:
@@ -51,124 +79,136 @@ def shard_indices(n: int, batch_size: int | None, rank: int = 0, world: int = 1)
     return [i for chunk in chunks for i in range(chunk.start, chunk.stop)]
 
 
+@dataclass(frozen=True)
+class Draw:
+    """What a sampling run draws: `n` images of `shape` (C, H, W) in `steps` steps, image i
+    from seed + i, in batches of `batch_size` (None: all at once), from `start` images (walks)
+    or none, on `device`, batch norm on `running_stats` or the batch's own statistics.
+    `noise_stream` picks an independent noise stream of the same seeds (a walk's noise must
+    not repeat its starting images'); `shard=(rank, world)` runs only that rank's batches."""
+
+    shape: Sequence[int]
+    n: int = 16
+    steps: int = 100
+    seed: int = 0
+    batch_size: int | None = None
+    start: torch.Tensor | None = None
+    device: torch.device | str = "cpu"
+    running_stats: bool = False
+    noise_stream: int = 0
+    shard: tuple[int, int] = (0, 1)
+
+
+def _draw(draw: Draw | None, fields: Mapping[str, Any], caller: str) -> Draw:
+    """`draw` (or a new one) with keyword fields applied: `sample(model, shape=..., n=4)`."""
+    known = {f.name for f in dataclasses.fields(Draw)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    return dataclasses.replace(draw, **fields) if draw is not None else Draw(**fields)
+
+
 def sample(
     model: torch.nn.Module,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str | CheckedSampler = DEFAULT_SAMPLER,
     *,
-    shape: Sequence[int],
-    n: int,
-    steps: int,
-    seed: int,
-    batch_size: int | None = None,
     options: Mapping[str, Any] | None = None,
-    start: torch.Tensor | None = None,
-    device: torch.device | str = "cpu",
-    running_stats: bool = False,
-    noise_stream: int = 0,
-    shard: tuple[int, int] = (0, 1),
+    draw: Draw | None = None,
+    **fields: Any,
 ) -> Iterator[torch.Tensor]:
     """Yield one (n, C, H, W) frame per step; image i uses seed + i; the last frame is the result.
 
-    Batch norm uses batch statistics (the seed's way) unless `running_stats`, and the model's
-    stored statistics are never changed. `shard=(rank, world)` runs only that rank's batches
-    (`shard_indices`): its frames hold those images, each exactly as in the whole run.
+    What is drawn is a `Draw`, or its fields as keywords (`shape=`, `n=`, `steps=`, `seed=`,
+    ...). Batch norm uses batch statistics (the original article's way) unless
+    `running_stats`, and the model's stored statistics are never changed. With `shard` the
+    frames hold that rank's images, each exactly as in the whole run. `sampler` is a name (its
+    `options` checked here) or a `CheckedSampler` (checked already).
     """
-    batch_size = batch_size or n
-    _check_counts(n, steps, batch_size)
-    spec = get_registry().sampler(sampler)
-    values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
-    seeds = [seed + i for i in range(n)]
-    chunks = batches(n, batch_size)
-    if not running_stats:
+    draw = _draw(draw, fields, "sample")
+    batch_size = draw.batch_size or draw.n
+    _check_counts(draw.n, draw.steps, batch_size)
+    checked = _checked(sampler, options)
+    chunks = batches(draw.n, batch_size)
+    if not draw.running_stats:
         smallest = min(c.stop - c.start for c in chunks)
-        check_batch_statistics(model, smallest, "raise --batch-size or --n, or use --running-stats")
-    rank, world = shard
-    chunks = chunks[rank::world]
-    device = torch.device(device)
-    if start is not None:
-        start = start.to(device)
-    with sampling_mode(model, running_stats):
-        runs = [
-            spec.fn(
-                model,
-                None if start is None else start[chunk],
-                steps=steps,
-                noise=Noise(seeds[chunk], shape, device, stream=noise_stream),
-                **values,
-            )
-            for chunk in chunks
-        ]
-        for step in range(steps):
-            try:
-                with torch.inference_mode():  # only around the sampler's own code
-                    frames = [next(run) for run in runs]
-                if not frames:  # a rank with no batch of its own
-                    frames = [torch.empty((0, *shape), device=device)]
-            except StopIteration:
-                return
-            except (AegenError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                raise AegenError(
-                    f"sampler {sampler!r} (plugin {spec.plugin!r}) failed at step {step + 1}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            yield frames[0] if len(frames) == 1 else torch.cat(frames)
+        check_batch_statistics(model, smallest, ["batch_size", "n"])
+    rank, world = draw.shard
+    with sampling_mode(model, draw.running_stats):
+        runs = _start_runs(model, checked, draw, chunks[rank::world])
+        yield from _lockstep(runs, checked, draw)
+
+
+def _start_runs(model: torch.nn.Module, checked: CheckedSampler, draw: Draw,
+                chunks: list[slice]) -> list[Iterator[torch.Tensor]]:
+    """One sampler generator per batch, each with its images' own seeded noise."""
+    device = torch.device(draw.device)
+    start = None if draw.start is None else draw.start.to(device)
+    seeds = [draw.seed + i for i in range(draw.n)]
+    return [
+        checked.spec.fn(
+            model,
+            None if start is None else start[chunk],
+            steps=draw.steps,
+            noise=Noise(seeds[chunk], draw.shape, device, stream=draw.noise_stream),
+            **checked.options,
+        )
+        for chunk in chunks
+    ]
+
+
+def _lockstep(runs: list[Iterator[torch.Tensor]], checked: CheckedSampler,
+              draw: Draw) -> Iterator[torch.Tensor]:
+    """Advance every batch's run by one step at a time and yield the steps' whole frames."""
+    for step in range(draw.steps):
+        try:
+            with torch.inference_mode():  # only around the sampler's own code
+                frames = [next(run) for run in runs]
+            if not frames:  # a rank with no batch of its own
+                frames = [torch.empty((0, *draw.shape), device=torch.device(draw.device))]
+        except StopIteration:
+            return
+        except (AegenError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise AegenError(
+                f"sampler {checked.name!r} (plugin {checked.spec.plugin!r}) failed at step "
+                f"{step + 1}: {type(exc).__name__}: {exc}"
+            ) from exc
+        yield frames[0] if len(frames) == 1 else torch.cat(frames)
 
 
 def generate(
     model: torch.nn.Module,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str | CheckedSampler = DEFAULT_SAMPLER,
     *,
-    shape: Sequence[int],
-    n: int = 16,
-    steps: int = 100,
-    seed: int = 0,
-    batch_size: int | None = None,
     options: Mapping[str, Any] | None = None,
-    start: torch.Tensor | None = None,
-    device: torch.device | str = "cpu",
-    running_stats: bool = False,
+    draw: Draw | None = None,
     on_frame: Callable[[int, torch.Tensor], None] | None = None,
     reporter: Reporter | None = None,
-    noise_stream: int = 0,
-    shard: tuple[int, int] = (0, 1),
+    **fields: Any,
 ) -> Generation:
     """Run a sampler to the end and return the last frame; `on_frame(step, frame)` sees each
-    frame as it is made (step counts from 1), for writing frames or videos. With `shard`, only
-    that rank's images (`shard_indices`), and `seeds` are theirs."""
+    frame as it is made (step counts from 1), for writing frames or videos. What is drawn is
+    a `Draw` or its fields as keywords, as for `sample`. With `shard`, only that rank's images
+    (`shard_indices`), and `seeds` are theirs."""
+    draw = _draw(draw, fields, "generate")
     reporter = reporter or Reporter(quiet=True)
-    spec = get_registry().sampler(sampler)
-    values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
-    frames = sample(
-        model,
-        sampler,
-        shape=shape,
-        n=n,
-        steps=steps,
-        seed=seed,
-        batch_size=batch_size,
-        options=values,
-        start=start,
-        device=device,
-        running_stats=running_stats,
-        noise_stream=noise_stream,
-        shard=shard,
-    )
+    checked = _checked(sampler, options)
+    frames = sample(model, checked, draw=draw)
     last = None
     done = 0
-    with reporter.task(f"sampling ({sampler})", total=steps) as task:
+    with reporter.task(f"sampling ({checked.name})", total=draw.steps) as task:
         for done, frame in enumerate(frames, start=1):
             last = frame
             if on_frame is not None:
                 on_frame(done, frame)
             task.advance()
     if last is None:
-        raise ConfigError(f"sampler {sampler!r} yielded no frames")
+        raise ConfigError(f"sampler {checked.name!r} yielded no frames")
     return Generation(
         images=last.float().cpu(),
-        seeds=[seed + i for i in shard_indices(n, batch_size, *shard)],
-        sampler=sampler,
-        options=values,
+        seeds=[draw.seed + i for i in shard_indices(draw.n, draw.batch_size, *draw.shard)],
+        sampler=checked.name,
+        options=checked.options,
         steps=done,
     )

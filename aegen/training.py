@@ -300,7 +300,7 @@ def build_parts(plan: TrainingPlan, resume: str | os.PathLike | None) -> Parts:
     norm, memory format, optimizer (resumed state), DDP and compilation, in that order."""
     settings, ctx, device = plan.settings, distributed.current(), plan.device
     trained, average = _models(plan, resume)
-    check_batch_statistics(trained, settings.batch_size, "raise --batch-size")
+    check_batch_statistics(trained, settings.batch_size, ["batch_size"], running_stats=False)
     if ctx.active and settings.sync_bn:
         trained = distributed.sync_batchnorm(trained, ctx)
     if plan.fast.channels_last:

@@ -35,7 +35,8 @@ def main() -> None:
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
-    from aegen.runs import Outputs, generate_files
+    from aegen.outputs import Outputs
+    from aegen.tasks import generate_files
 
     train_x, test_x, _, judge = quality.judge_of_record(args.judge)
     p5 = torch.quantile(quality.nearest_distances(test_x[:1000], train_x), 0.05).item()
@@ -45,8 +46,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=args.samples,
                                     seed=args.seed, device="cpu")
-            samples = torch.stack([pil_to_tensor(Image.open(i["path"]).convert("L"))
-                                   for i in report["images"]]).float() / 255
+            samples = torch.stack([pil_to_tensor(Image.open(i.path).convert("L"))
+                                   for i in report.images]).float() / 255
         conf, label = quality.confidences(judge, samples)
         sure = conf >= 0.9
         novel = (quality.nearest_distances(samples, train_x) >= p5).float().mean().item()

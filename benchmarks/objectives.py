@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,17 +53,18 @@ def folder_images(folder: Path) -> torch.Tensor:
     return load_data(folder, SIZE, 3).images.float() / 255
 
 
-def samples_of(checkpoint: Path, grid: Path, n: int, mode: str) -> tuple[torch.Tensor, dict]:
+def samples_of(checkpoint: Path, grid: Path, n: int, mode: str) -> tuple[torch.Tensor, Any]:
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
-    from aegen.runs import Outputs, generate_files
+    from aegen.outputs import Outputs
+    from aegen.tasks import generate_files
 
     with tempfile.TemporaryDirectory() as folder:
         report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=n, seed=0,
                                 device="cpu")
-        images = torch.stack([pil_to_tensor(Image.open(i["path"]).convert(mode))
-                              for i in report["images"]])
+        images = torch.stack([pil_to_tensor(Image.open(i.path).convert(mode))
+                              for i in report.images])
     from aegen.media import save_grid
 
     save_grid(images[:64].float() / 255, grid, 8)

@@ -192,8 +192,9 @@ def main() -> None:
     from aegen.checkpoint import load_checkpoint
     from aegen.defaults import resolve_checkpoint
     from aegen.denoising import Corruption, measure_denoising
+    from aegen.outputs import Outputs
     from aegen.precision import prepare
-    from aegen.runs import Outputs, generate_files
+    from aegen.tasks import generate_files
 
     began = time.perf_counter()
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -225,11 +226,11 @@ def main() -> None:
             report = generate_files(checkpoint, Outputs(out_dir=Path(folder)), n=args.samples,
                                     seed=args.seed, device="cpu", options=options,
                                     precision=precision, **steps)
-            samples = torch.stack([pil_to_tensor(Image.open(i["path"]).convert("L"))
-                                   for i in report["images"]]).float() / 255
-        fast = report["fast_path"]
+            samples = torch.stack([pil_to_tensor(Image.open(i.path).convert("L"))
+                                   for i in report.images]).float() / 255
+        fast = report.fast_path.as_json()
         print(f"sampled {len(samples)} images with aegen generate's defaults: sampler "
-              f"{report['sampler']}, {report['options']}, {report['steps']} steps, "
+              f"{report.sampler}, {report.options}, {report.steps} steps, "
               f"--precision {precision} -> {fast['precision']}"
               f"{', channels-last' if fast['channels_last'] else ''}")
         loaded = load_checkpoint(checkpoint)

@@ -1,6 +1,6 @@
 """What writing an MP4 costs while walking, and whether memory grows with the steps.
 
-1. Time: the same walk (`aegen.runs.walk_files`, the code behind `aegen walk`) with `--video`
+1. Time: the same walk (`aegen.tasks.walk_files`, the code behind `aegen walk`) with `--video`
    and without it (writing only the final grid), run in back-to-back pairs (order alternating).
    The headline is the median of the per-pair ratios, with its quartiles: on a shared 2-core
    machine whole runs drift by 10-20%, and a pair shares one drift far more than two medians do.
@@ -25,7 +25,8 @@ from pathlib import Path
 
 PEAK = """
 import resource, sys
-from aegen.runs import Outputs, walk_files
+from aegen.outputs import Outputs
+from aegen.tasks import walk_files
 walk_files(sys.argv[1], Outputs(video=sys.argv[2], force=True), steps=int(sys.argv[3]),
            n=int(sys.argv[4]), seed=0, start_steps=1, device="cpu")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -49,7 +50,8 @@ def main() -> None:
 
     from aegen.checkpoint import load_checkpoint, save_checkpoint
     from aegen.models import build_model, resolve_config
-    from aegen.runs import Outputs, walk_files
+    from aegen.outputs import Outputs
+    from aegen.tasks import walk_files
 
     work = Path(tempfile.mkdtemp(prefix="aegen-video-bench-"))
     if args.checkpoint is not None:
@@ -73,7 +75,7 @@ def main() -> None:
             checkpoint, outputs, steps=args.steps, n=args.n, seed=0, start_steps=1, device="cpu",
             precision=args.precision,
         )
-        fast_path.update(report["fast_path"])
+        fast_path.update(report.fast_path.as_json())
         return time.perf_counter() - start
 
     fast_path: dict = {}

@@ -201,7 +201,7 @@ def test_mlp_too_large_for_memory_is_refused():
 
 def test_batchnorm1d_with_one_image_per_batch_is_a_clear_error():
     model = small("mlp")
-    with pytest.raises(UsageError, match="BatchNorm1d.*--batch-size.*--running-stats"):
+    with pytest.raises(UsageError, match="BatchNorm1d.*batch_size.*running_stats"):
         generate(model, shape=(3, 16, 16), n=3, batch_size=2, steps=2)
     ok = generate(model, shape=(3, 16, 16), n=1, steps=2, running_stats=True)
     assert ok.images.shape == (1, 3, 16, 16)

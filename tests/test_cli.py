@@ -123,3 +123,24 @@ def test_unwritable_output_is_a_one_line_runtime_error(tiny_checkpoint, tmp_path
     )
     assert code == 1 and out == ""
     assert err.startswith("aegen: error:") and err.count("\n") == 1 and "internal" not in err
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(tiny_checkpoint, tmp_path, cli):
+    """The library says `n`, the shell user reads `--n`: one table (cli.FLAGS) between them."""
+    from aegen.cli import shell_message
+    from aegen.errors import UsageError
+    from aegen.outputs import Outputs
+    from aegen.tasks import generate_files
+
+    with pytest.raises(UsageError, match="^n must be at least 1, got 0$") as caught:
+        generate_files(tiny_checkpoint, Outputs(grid=str(tmp_path / "g.png")), n=0)
+    assert shell_message(caught.value) == "--n must be at least 1, got 0"
+    named = UsageError("name 'a.png' gives several images one file name", parameters=["name"])
+    assert shell_message(named) == "--name 'a.png' gives several images one file name"
+    grid = UsageError("grid '{x}' is not a valid template", parameters=["grid"])
+    assert shell_message(grid) == "--out '{x}' is not a valid template"
+    path = UsageError("/tmp/force/force.png exists; use force to overwrite it",
+                      parameters=["force"])  # what the user typed stays as typed
+    assert shell_message(path) == "/tmp/force/force.png exists; use --force to overwrite it"
+    code, _, err = cli("generate", "-c", tiny_checkpoint, "--n", "0")
+    assert code == 2 and err == "aegen: error: --n must be at least 1, got 0\n"

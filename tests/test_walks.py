@@ -342,7 +342,8 @@ def test_ctrl_c_during_generate_exits_130_and_keeps_the_video(tiny_checkpoint, t
 
 PEAK = """
 import resource, sys
-from aegen.runs import Outputs, walk_files
+from aegen.outputs import Outputs
+from aegen.tasks import walk_files
 walk_files(sys.argv[1], Outputs(video=sys.argv[2], force=True), steps=int(sys.argv[3]), n=16,
            seed=0, start_steps=2)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -1,4 +1,4 @@
-"""Architecture plugins `attention-unet` and `attention`: the original article's attention models."""
+"""Architecture plugins `attention-unet` and `attention`: the article's attention models."""
 
 from aegen.api import ConfigError, hookimpl
 

@@ -1,4 +1,4 @@
-"""Attention layers of the original article's attention models (after lucidrains' diffusion U-Net)."""
+"""Attention layers of the article's attention models (after lucidrains' diffusion U-Net)."""
 
 import torch
 from torch import Tensor, nn

@@ -1,4 +1,4 @@
-"""Objective plugins `copy` (the original article's) and `denoise` (the `schedule` sampler's corruption).
+"""Objective plugins `copy` (the article's) and `denoise` (the `schedule` sampler's corruption).
 
 An objective makes the model's training input from a clean batch; the target is always the
 clean batch. `denoise` shows the model exactly the inputs the `schedule` sampler will feed it:
