@@ -51,6 +51,7 @@ def shell_message(exc: AegenError) -> str:
         message = word.sub(lambda _, p=parameter: flag_of(p), message, count=1)
     return message
 
+
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]

@@ -158,3 +158,35 @@ def test_the_contributor_map_names_only_modules_that_exist():
     unmapped = sorted(str(p.relative_to(ROOT)) for p in MODULES
                       if p.name != "__init__.py" and str(p.relative_to(ROOT)) not in named)
     assert not unmapped, f"docs/architecture.md does not say what these do: {unmapped}"
+
+
+def named_parameters() -> set[str]:
+    """Every name a library error lists in `parameters=[...]`."""
+    names = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "parameters" and not isinstance(
+                node.value, ast.Call
+            ):
+                names |= {c.value for c in ast.walk(node.value)
+                          if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return names
+
+
+def test_every_parameter_an_error_names_becomes_a_real_flag():
+    import typer
+
+    from aegen.cli import FLAGS, build_app, flag_of
+
+    group = typer.main.get_command(build_app())
+    flags = {
+        opt
+        for command in group.commands.values()
+        for param in command.params
+        for opt in (*param.opts, *param.secondary_opts)
+    }
+    named = named_parameters()
+    assert len(named) > 20
+    assert set(FLAGS.values()) <= flags, sorted(set(FLAGS.values()) - flags)
+    unknown = sorted(f"{p} -> {flag_of(p)}" for p in named if flag_of(p) not in flags)
+    assert not unknown, unknown
