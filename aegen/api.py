@@ -21,7 +21,7 @@ _LAZY = {
     "build_model": "aegen.models",
     "Checkpoint": "aegen.checkpoint",
     "load_checkpoint": "aegen.checkpoint",
-    "read_checkpoint_info": "aegen.checkpoint",
+    "read_checkpoint_info": "aegen.header",
     "save_checkpoint": "aegen.checkpoint",
     "train": "aegen.training",
     "TrainResult": "aegen.training",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from . import builtin_names
-from .errors import AegenError, UsageError
+from .errors import MARKED, AegenError, UsageError
 from .hardware import NOTABLE_FLAGS
 from .launcher import env_rank, launched, stop_on_sigterm
 
@@ -31,25 +30,22 @@ FLAGS = {
     "grid": "--out",
     "inputs": "--input",
     "kind": "--noise",
+    "checkpoint": "-c/--checkpoint",
 }
 
 
 def flag_of(parameter: str) -> str:
-    """The command-line flag that sets a library parameter."""
+    """The command-line flag that sets a library parameter (as its help names it)."""
     return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def shell_message(exc: AegenError) -> str:
-    """An error's message as a shell user reads it: each parameter it names becomes the flag
-    that sets it, at its first mention as a word of its own (not part of a path, a file name
-    or a quoted value, which hold what the user typed)."""
+    """An error's message as a shell user reads it: each parameter it marks (`epochs`)
+    becomes the flag that sets it (--epochs); a mark of anything else loses its backticks."""
     message = str(exc)
     for parameter in exc.parameters:
-        word = re.compile(
-            rf"(?<![\w\-/.\\'\"]){re.escape(parameter)}(?![\w\-/\\'\"]|\.\w)"
-        )
-        message = word.sub(lambda _, p=parameter: flag_of(p), message, count=1)
-    return message
+        message = message.replace(f"`{parameter}`", flag_of(parameter))
+    return MARKED.sub(lambda found: found.group(1), message)
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
@@ -88,7 +84,7 @@ Compile = Annotated[
 def _reporter(quiet: bool):
     from .console import Reporter
 
-    return Reporter(quiet=quiet)
+    return Reporter(quiet=quiet, names=flag_of)
 
 
 def _emit(payload: Any, as_json: bool, lines: list[str]) -> None:
@@ -116,7 +112,7 @@ def train_command(
         ),
     ] = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="Architecture. [default: unet]")
+        str | None, typer.Option("--arch", help=f"Architecture. [default: {builtin_names.ARCHITECTURE}]")
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -141,7 +137,7 @@ def train_command(
         str | None,
         typer.Option(
             "--lr-schedule",
-            help="constant (the seed's) or cosine: from --lr down to 0 at the last epoch. "
+            help="constant (the original article's) or cosine: from --lr down to 0 at the last epoch. "
             "[default: constant, or the resumed run's]",
         ),
     ] = None,
@@ -168,8 +164,8 @@ def train_command(
         str | None,
         typer.Option(
             "--objective",
-            help="What the model sees: copy (the clean image, the seed's) or denoise (the "
-            "schedule sampler's noisy mix), or a plugin's. [default: copy]",
+            help="What the model sees: copy (the clean image, the original article's) or denoise (the "
+            f"schedule sampler's noisy mix), or a plugin's. [default: {builtin_names.OBJECTIVE}]",
         ),
     ] = None,
     option: Annotated[
@@ -202,7 +198,7 @@ def train_command(
 ) -> None:
     """Train an autoencoder to reproduce the images in DATA (MSE) and save a checkpoint.
 
-    By default it copies its input (the seed's method); --objective denoise trains on the
+    By default it copies its input (the original article's method); --objective denoise trains on the
     schedule sampler's own noisy inputs instead. A checkpoint is written after every epoch;
     --resume continues one. Under torchrun it trains data-parallel, one process per device
     (--batch-size is per process; docs/scaling.md).
@@ -272,8 +268,8 @@ RunningStats = Annotated[
     bool,
     typer.Option(
         "--running-stats",
-        help="Batch norm on stored running statistics instead of the batch's (the seed uses "
-        "the batch's).",
+        help="Batch norm on stored running statistics instead of the batch's (the original "
+        "article uses the batch's).",
     ),
 ]
 Frames = Annotated[
@@ -549,7 +545,7 @@ def denoise_command(
     checkpoint: Checkpoint = None,
     inputs: Inputs = ...,  # type: ignore[assignment]
     noise: Annotated[
-        str, typer.Option("--noise", help="gaussian (the seed's), blur, or additive.")
+        str, typer.Option("--noise", help="gaussian (the original article's), blur, or additive.")
     ] = "gaussian",
     alpha: Annotated[
         str,
@@ -874,8 +870,8 @@ def info_command(
       aegen info --device            # the default model on this machine's fast path
       aegen info --device --batch-size 64
     """
-    from .checkpoint import read_checkpoint_info
     from .defaults import resolve_checkpoint
+    from .header import read_checkpoint_info
 
     checkpoint = _one_checkpoint(checkpoint, checkpoint_option)
 

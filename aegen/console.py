@@ -7,10 +7,10 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from .errors import UsageError
+from .errors import MARKED, UsageError
 
 PLAIN_INTERVAL_S = 10.0
 """Seconds between two plain progress lines of a task; AEGEN_PROGRESS_INTERVAL overrides it."""
@@ -143,9 +143,11 @@ def plain_interval() -> float:
 class Reporter:
     """Where a command's progress and messages go. stdout is left to results."""
 
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None):
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None,
+                 names: Callable[[str], str] | None = None):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.names = names  # how `parameter` marks read here: the CLI gives its flags
         interactive = getattr(self.stream, "isatty", lambda: False)()
         self.live = not quiet and interactive and os.environ.get("TERM") != "dumb"
         self.interval = None if quiet or self.live else plain_interval()
@@ -153,10 +155,17 @@ class Reporter:
     def info(self, message: str) -> None:
         """A log line, unless quiet. On a terminal, shown even while a bar is live."""
         if not self.quiet:
-            print(message, file=self.stream, flush=True)
+            print(self.words(message), file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"aegen: warning: {message}", file=self.stream, flush=True)
+        print(f"aegen: warning: {self.words(message)}", file=self.stream, flush=True)
+
+    def words(self, message: str) -> str:
+        """A message with each `parameter` it marks named as this reporter's reader knows it:
+        as the flag on the command line, as the parameter (marks kept) in Python."""
+        if self.names is None:
+            return message
+        return MARKED.sub(lambda found: self.names(found.group(1)), message)
 
     @contextlib.contextmanager
     def task(

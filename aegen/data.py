@@ -115,7 +115,7 @@ def load_data(
         if len(claims) > 1:
             names = ", ".join(s.name for s in claims)
             raise DataError(
-                f"{path} could be read by several data sources ({names}); choose one with source",
+                f"{path} could be read by several data sources ({names}); choose one with `source`",
                 parameters=["source"],
             )
         chosen = claims[0] if claims else get_registry().data_source(FOLDER_SOURCE)
@@ -197,7 +197,7 @@ def load_inputs(
             parts.append(find_images(item))
     if not any(len(part[1].images) if isinstance(part, tuple) else part for part in parts):
         raise UsageError(
-            "inputs: no images found in " + ", ".join(map(str, inputs)), parameters=["inputs"]
+            "`inputs`: no images found in " + ", ".join(map(str, inputs)), parameters=["inputs"]
         )
     batches, names = [], []
     for part in filter(None, parts):  # an empty list: a folder without images

@@ -25,7 +25,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, reporter=None) -> P
     if not path.exists():
         raise AegenError(
             f"no checkpoint given, and the default model is missing from {path}; "
-            "pass one with checkpoint",
+            "pass one with `checkpoint`",
             parameters=["checkpoint"],
         )
     if reporter is not None:

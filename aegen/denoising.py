@@ -1,9 +1,9 @@
-"""The seed's denoising measurement: is O(a_hat) closer to a than the corrupted a_hat was?
+"""The article's denoising measurement: is O(a_hat) closer to a than the corrupted a_hat was?
 
-Corruptions (REFERENCE.md): `gaussian` a_hat = alpha * a + (1 - alpha) * N(mu, sigma) (the seed's);
-`blur` a Gaussian blur (kernel 19, sigma 8 in the seed); `additive` a + N(0, sigma) clamped to
+Corruptions: `gaussian` a_hat = alpha * a + (1 - alpha) * N(mu, sigma) (the article's);
+`blur` a Gaussian blur (kernel 19, sigma 8 in the article); `additive` a + N(0, sigma) clamped to
 [0, 1], the denoising literature's. Distances are L2 norms over all pixels of an image; PSNRs use
-the peak 1 (pixels in [0, 1]). The model output is not clamped, as in the seed.
+the peak 1 (pixels in [0, 1]). The model output is not clamped, as in the article.
 """
 
 from __future__ import annotations
@@ -43,19 +43,19 @@ class Corruption:
 
     def check(self) -> None:
         if self.kind not in NOISES:
-            raise UsageError(f"kind must be one of {', '.join(NOISES)}, not {self.kind!r}",
+            raise UsageError(f"`kind` must be one of {', '.join(NOISES)}, not {self.kind!r}",
                              parameters=["kind"])
         if self.kind == "gaussian" and not 0 <= self.alpha <= 1:
-            raise UsageError(f"alpha values must lie in [0, 1], got {self.alpha:g}",
+            raise UsageError(f"`alpha` values must lie in [0, 1], got {self.alpha:g}",
                              parameters=["alpha"])
         if self.kind == "blur" and (self.kernel < 1 or self.kernel % 2 == 0):
-            raise UsageError(f"kernel must be a positive odd number, got {self.kernel}",
+            raise UsageError(f"`kernel` must be a positive odd number, got {self.kernel}",
                              parameters=["kernel"])
         if self.kind == "blur" and self.blur_sigma <= 0:
-            raise UsageError(f"blur_sigma must be positive, got {self.blur_sigma:g}",
+            raise UsageError(f"`blur_sigma` must be positive, got {self.blur_sigma:g}",
                              parameters=["blur_sigma"])
         if self.sigma < 0:
-            raise UsageError(f"sigma must not be negative, got {self.sigma:g}",
+            raise UsageError(f"`sigma` must not be negative, got {self.sigma:g}",
                              parameters=["sigma"])
 
     def apply(self, a: torch.Tensor, noise: Noise) -> torch.Tensor:

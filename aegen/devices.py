@@ -21,9 +21,9 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("cuda")
         return torch.device("mps" if mps_ok else "cpu")
     if base == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device cuda: CUDA is not available on this machine",
+        raise UsageError("`device` cuda: CUDA is not available on this machine",
                          parameters=["device"])
     if base == "mps" and not mps_ok:
-        raise UsageError("device mps: MPS is not available on this machine",
+        raise UsageError("`device` mps: MPS is not available on this machine",
                          parameters=["device"])
     return torch.device(name)

@@ -24,8 +24,9 @@ import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .console import Reporter
+from .devices import pick_device
 from .errors import AegenError
-from .launcher import PeerFailure, env_rank, launched, stop_on_sigterm  # noqa: F401  TEMP
+from .launcher import PeerFailure, launched  # noqa: F401  (PeerFailure: re-exported)
 from .settings import with_fields
 from .syncbn import GlobalBatchNorm
 
@@ -67,7 +68,6 @@ class Context:
     def barrier(self) -> None:
         if self.active:
             with translate_failures(self):
-
                 dist.barrier(group=self.cpu_group)
 
     def agree(self, value: Any) -> Any:
@@ -116,7 +116,6 @@ class Context:
         """A group of its own for synchronised batch norm, so its collectives never interleave
         with DDP's gradient buckets."""
         if self._bn_group is None:
-
             self._bn_group = dist.new_group(backend=dist.get_backend(self.group))
         return self._bn_group
 
@@ -156,8 +155,6 @@ def task(settings_kind: type) -> Any:
             runtime.check()
             where = runtime.device
             if launched():  # the device picks the backend
-                from .devices import pick_device
-
                 where = pick_device(runtime.device)
             with session(where) as ctx:
                 given["settings"] = settings

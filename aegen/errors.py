@@ -1,13 +1,17 @@
 """Errors a user can cause. The CLI prints their message as one line and exits with `exit_code`.
 
-A library error names the library's own parameters (`epochs must be at least 1`) and lists
-them in `parameters`; the CLI swaps each for its flag (`--epochs`) in one table (aegen/cli.py
-`FLAGS`), so a Python caller reads about the arguments it passed and a shell user about flags.
+A library message marks each parameter it names with backticks ("`epochs` must be at least
+1") and lists it in `parameters`; the CLI swaps each mark for its flag (--epochs) with one table
+(aegen/cli.py `FLAGS`), so a Python caller reads about the arguments it passed and a shell user
+about flags. Warnings and log lines mark parameters the same way (aegen/console.py `Reporter`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+MARKED = re.compile(r"`([a-z][a-z0-9_]*)`")  # a parameter, as a library message names it
 
 
 class AegenError(Exception):

@@ -48,4 +48,4 @@ def refuse_overwrite(paths: Iterable[str | os.PathLike], force: bool) -> None:
         return
     for path in paths:
         if Path(path).exists():
-            raise UsageError(f"{path} exists; use force to overwrite it", parameters=["force"])
+            raise UsageError(f"{path} exists; use `force` to overwrite it", parameters=["force"])

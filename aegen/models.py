@@ -24,8 +24,8 @@ def resolve_config(
     unknown = sorted(set(overrides) - set(arch.defaults))
     if unknown:
         if unknown[0] in IMAGE_KEYS:
-            key = unknown[0]  # the CLI reads: set size with --size, not --set
-            raise UsageError(f"set {key!r} with {key}, not config", parameters=[key, "config"])
+            key = unknown[0]  # the CLI reads: set size with --size, not --set (aegen/cli.py FLAGS)
+            raise UsageError(f"set {key} with `{key}`, not `config`", parameters=[key, "config"])
         known = ", ".join(sorted(arch.defaults)) or "none"
         raise UsageError(
             f"architecture {architecture!r} has no config key {unknown[0]!r} (its keys: {known})"
@@ -79,8 +79,8 @@ def check_batch_statistics(model, smallest_batch: int, larger: Sequence[str] = (
     samples per batch (BatchNorm2d can use the pixels of one image). The advice names the
     caller's parameters that would help: `larger` ones to raise, or `running_stats`."""
     if smallest_batch < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
-        remedies = ["raise " + " or ".join(larger)] if larger else []
-        remedies += ["use running_stats"] if running_stats else []
+        remedies = ["raise " + " or ".join(f"`{p}`" for p in larger)] if larger else []
+        remedies += ["use `running_stats`"] if running_stats else []
         advice = (", or " if len(larger) > 1 else " or ").join(remedies)
         raise UsageError(
             "this model has BatchNorm1d, whose batch statistics need at least 2 images per "

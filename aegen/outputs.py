@@ -57,7 +57,7 @@ def expand(template: str, parameter: str, **fields: Any) -> str:
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         names = ", ".join("{" + k + "}" for k in fields)
         raise UsageError(
-            f"{parameter} {template!r} is not a valid template ({names}): {exc}",
+            f"`{parameter}` {template!r} is not a valid template ({names}): {exc}",
             parameters=[parameter],
         ) from None
 
@@ -65,16 +65,16 @@ def expand(template: str, parameter: str, **fields: Any) -> str:
 def check(outputs: Outputs) -> None:
     """Refuse settings no recorder can use, before any path is worked out."""
     if not (0 < outputs.fps < 1000):
-        raise UsageError(f"fps must be between 0 and 1000, got {outputs.fps}", parameters=["fps"])
+        raise UsageError(f"`fps` must be between 0 and 1000, got {outputs.fps}", parameters=["fps"])
     if outputs.every is not None and outputs.frames is None:
-        raise UsageError("every needs frames DIR", parameters=["every", "frames"])
+        raise UsageError("`every` needs `frames` DIR", parameters=["every", "frames"])
     if outputs.every is not None and outputs.every < 1:
-        raise UsageError(f"every must be at least 1, got {outputs.every}", parameters=["every"])
+        raise UsageError(f"`every` must be at least 1, got {outputs.every}", parameters=["every"])
     if outputs.scale is not None and outputs.scale < 1:
-        raise UsageError(f"scale must be at least 1, got {outputs.scale}", parameters=["scale"])
+        raise UsageError(f"`scale` must be at least 1, got {outputs.scale}", parameters=["scale"])
     for name, path, suffix in (("video", outputs.video, ".mp4"), ("gif", outputs.gif, ".gif")):
         if path is not None and Path(path).suffix.lower() != suffix:
-            raise UsageError(f"{name} writes {suffix} files; got {path}", parameters=[name])
+            raise UsageError(f"`{name}` writes {suffix} files; got {path}", parameters=[name])
 
 
 def _singles(outputs: Outputs, seeds: Sequence[int]) -> list[Path]:
@@ -86,7 +86,7 @@ def _singles(outputs: Outputs, seeds: Sequence[int]) -> list[Path]:
     ]
     if len(set(singles)) < len(singles):
         raise UsageError(
-            f"name {outputs.name!r} gives several images one file name; use {{seed}} or "
+            f"`name` {outputs.name!r} gives several images one file name; use {{seed}} or "
             "{index}",
             parameters=["name"],
         )

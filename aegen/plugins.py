@@ -50,9 +50,6 @@ class Component:
         raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
 
 
-# The names each kind's components had before they shared one shape.
-Architecture = Sampler = Schedule = DataSource = Objective = Component
-
 
 @dataclass
 class PluginInfo:

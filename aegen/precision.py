@@ -6,7 +6,7 @@ all measured in benchmarks/fast_path.py (docs/performance.md):
   model (noise, schedule mixing, metrics, files) stays fp32, and outputs come back as fp32;
 - memory format: channels-last (NHWC) for image tensors, which oneDNN's convolutions prefer;
 - compilation: torch.compile of forward, encode and decode.
-`auto` measures: of fp32 NCHW (the seed's way), fp32 channels-last and, where the hardware
+`auto` measures: of fp32 NCHW (the article's way), fp32 channels-last and, where the hardware
 computes bf16 natively (AVX512-BF16 or AMX on CPUs, compute capability 8.0+ on NVIDIA GPUs) and
 the model stays within bf16's tolerance, bf16, it runs the one timed fastest for this model at
 the run's batch size, and never one slower than fp32 NCHW. The measurement is remembered per
@@ -25,7 +25,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import cache
 from .errors import UsageError
+from .hardware import cpu
+from .models import sampling_mode
+from .speedprobe import (
+    CACHE_NAME,
+    fastest,
+    machine_fingerprint,
+    model_fingerprint,
+    time_rounds,
+)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Largest per-pixel difference from fp32 on the same input (pixels in [0, 1]) that a faster
@@ -69,7 +79,6 @@ def native_bf16(device_type: str) -> tuple[bool, str]:
     """Whether the device computes bf16 natively (so bf16 can be faster, not emulated), and
     why: on CPUs from the flags the operating system lists (aegen/hardware.py)."""
     if device_type == "cpu":
-        from .hardware import cpu
 
         return cpu().native_bf16()
     if device_type == "cuda":
@@ -91,7 +100,7 @@ def supported(precision: str, device_type: str) -> tuple[bool, str]:
         return True, ""
     if device_type == "cpu":
         return True, ""  # oneDNN emulates bf16 and fp16 where the CPU lacks them
-    return False, f"precision {precision} is not supported on {device_type}"
+    return False, f"`precision` {precision} is not supported on {device_type}"
 
 
 def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
@@ -100,7 +109,7 @@ def choose(precision: str = "auto", device: Any = "cpu", compile: bool = False,
     `channels_last` None picks the memory format that measured faster; True or False (the
     `--channels-last` / `--contiguous` flags) overrides it, e.g. to reproduce a run exactly."""
     if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}",
+        raise UsageError(f"`precision` must be one of {', '.join(PRECISIONS)}; got {precision!r}",
                          parameters=["precision"])
     device_type = torch.device(device).type
     if precision == "auto":
@@ -192,7 +201,6 @@ def deviation(model: Any, fast: FastPath, shape: tuple[int, int, int], device: A
               running_stats: bool = False, batch: int = PROBE_BATCH) -> float:
     """Largest per-pixel difference between `fast` and fp32 NCHW on one fixed probe batch
     (uniform pixels, batch statistics as in sampling): what `auto` checks per model."""
-    from .models import sampling_mode
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     plain = dataclasses.replace(fast, compile=False)
@@ -225,8 +233,6 @@ def _time_paths(model: Any, paths: list[FastPath], shape: tuple[int, int, int], 
                 running_stats: bool, batch: int) -> list[float]:
     """Seconds per round of one forward pass at the run's batch shape for each path, each on its
     own copy of the model (layouts are converted in place), as sampling runs it."""
-    from .models import sampling_mode
-    from .speedprobe import time_rounds
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -249,8 +255,6 @@ def measure_fastest(paths: list[FastPath], time_them: Any, key_fields: dict[str,
     measurement with the same `key_fields` on this machine; and the words that say so."""
     from datetime import date
 
-    from . import cache
-    from .speedprobe import CACHE_NAME, fastest
 
     labels = [_label(p) for p in paths]
     key = cache.key_of({**key_fields, "ways": labels})
@@ -283,7 +287,7 @@ def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: in
               running_stats: bool = False, exact: str | None = None,
               channels_last: bool | None = None, compile: bool = False,
               agree: Any = None) -> FastPath:
-    """What `--precision auto` runs: of fp32 NCHW (the seed's way), fp32 channels-last and, on
+    """What `--precision auto` runs: of fp32 NCHW (the article's way), fp32 channels-last and, on
     hardware with native bf16 and for a model that stays within tolerance, bf16, the one
     measured fastest for this model at this batch size, never one slower than fp32 NCHW."""
     device_type = torch.device(device).type
@@ -316,7 +320,6 @@ def auto_path(model: Any, device: Any, *, shape: tuple[int, int, int], batch: in
     if len(paths) == 1:
         chosen, how = paths[0], "the only way to try"
     else:
-        from .speedprobe import machine_fingerprint, model_fingerprint
 
         key = {"machine": machine_fingerprint(device), "model": model_fingerprint(model),
                "shape": list(shape), "batch": batch, "running_stats": running_stats,
@@ -334,7 +337,6 @@ def _time_training(make_model: Any, paths: list[FastPath], shape: tuple[int, int
                    device: Any, batch: int) -> list[float]:
     """Seconds per round of one training step's forward and backward pass (MSE, as `train` runs
     it) for each path, each on a fresh model of its own; the global random state is kept."""
-    from .speedprobe import time_rounds
 
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -362,7 +364,6 @@ def auto_training_path(make_model: Any, device: Any, *, shape: tuple[int, int, i
     bf16) bf16, the training step measured fastest for this architecture at this batch size,
     never one slower than fp32 NCHW. `agree` makes every process of a torchrun take rank 0's
     choice. Weights, optimizer and loss stay fp32 in every case."""
-    from .speedprobe import machine_fingerprint, model_fingerprint
 
     device_type = torch.device(device).type
     with torch.random.fork_rng(devices=[]):
@@ -420,7 +421,6 @@ def describe(device: Any, model: Any = None, shape: tuple[int, int, int] | None 
     """The truth about this machine for `aegen info --device`: the CPU and its flags, whether
     bf16 is native, and with a model its deviation from fp32 under each reduced precision and
     what `auto` picks for it at `batch` images (measuring it, or recalling the measurement)."""
-    from .hardware import cpu
 
     device_type = torch.device(device).type
     native, why = native_bf16(device_type)

@@ -1,4 +1,4 @@
-"""The seed's input-representation experiment: which input x does a layer see as the input a?
+"""The article's input-representation experiment: which input x does a layer see as the input a?
 
 Gradient descent on x from x_0 = mu + N(0, 1) / 20 to minimise k * sum |A(a) - A(x)| (L1), where
 A is the activation at a chosen layer, with plain steps x -= lr * grad (the original's: lr 0.1,
@@ -33,7 +33,7 @@ def activation_of(model: torch.nn.Module, layer: str) -> Callable[[torch.Tensor]
         return model
     modules = dict(model.named_modules())
     if layer not in modules or not layer:
-        raise UsageError(f"no layer {layer!r} in this model; see list_layers",
+        raise UsageError(f"no layer {layer!r} in this model; see `list_layers`",
                          parameters=["list_layers"])
     module = modules[layer]
 
@@ -79,7 +79,7 @@ def represent(
     `image` is one (C, H, W) tensor in [0, 1]. The model's weights are not changed.
     """
     if steps < 1 or lr <= 0:
-        raise UsageError("steps must be at least 1 and lr positive", parameters=["steps", "lr"])
+        raise UsageError("`steps` must be at least 1 and `lr` positive", parameters=["steps", "lr"])
     if not running_stats:
         check_batch_statistics(model, 1)
     device = next(iter(model.parameters()), torch.zeros(())).device

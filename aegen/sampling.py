@@ -19,7 +19,7 @@ from .errors import AegenError, ConfigError, UsageError
 from .models import check_batch_statistics, sampling_mode
 from .noise import Noise
 from .options import resolve_options
-from .plugins import Sampler, get_registry
+from .plugins import Component, get_registry
 
 DEFAULT_SAMPLER = builtin_names.SAMPLER
 
@@ -30,7 +30,7 @@ class CheckedSampler:
     hands the runner, so the options are resolved once however many layers pass them on."""
 
     name: str
-    spec: Sampler
+    spec: Component  # the registered sampler
     options: dict[str, Any]
 
 
@@ -64,7 +64,7 @@ class Generation:
 def _check_counts(n: int, steps: int, batch_size: int) -> None:
     for name, value in (("n", n), ("steps", steps), ("batch_size", batch_size)):
         if value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}", parameters=[name])
+            raise UsageError(f"`{name}` must be at least 1, got {value}", parameters=[name])
 
 
 def batches(n: int, batch_size: int) -> list[slice]:

@@ -44,7 +44,7 @@ class Runtime:
     def check(self) -> None:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(
-                f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
+                f"`precision` must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
                 parameters=["precision"],
             )
 
@@ -86,22 +86,23 @@ class TrainSettings:
     def check(self) -> None:
         """Refuse values no run can use (after `with_defaults`)."""
         if self.epochs < 1:
-            raise UsageError(f"epochs must be at least 1, got {self.epochs}", parameters=["epochs"])
+            raise UsageError(f"`epochs` must be at least 1, got {self.epochs}",
+                             parameters=["epochs"])
         if self.channels is not None and self.channels not in (1, 3):
-            raise UsageError(f"channels must be 1 or 3, not {self.channels}",
+            raise UsageError(f"`channels` must be 1 or 3, not {self.channels}",
                              parameters=["channels"])
         for name in ("batch_size", "size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise UsageError(f"{name} must be at least 1, got {value}", parameters=[name])
+                raise UsageError(f"`{name}` must be at least 1, got {value}", parameters=[name])
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UsageError(f"lr must be a positive number, got {self.lr}", parameters=["lr"])
+            raise UsageError(f"`lr` must be a positive number, got {self.lr}", parameters=["lr"])
         if self.ema is not None and not 0 < self.ema < 1:
-            raise UsageError(f"ema must be between 0 and 1 (a decay per step), got {self.ema}",
+            raise UsageError(f"`ema` must be between 0 and 1 (a decay per step), got {self.ema}",
                              parameters=["ema"])
         if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(
-                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}",
+                f"`lr_schedule` must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}",
                 parameters=["lr_schedule"],
             )
         check_seed(self.seed)
@@ -124,10 +125,10 @@ class SamplingSettings:
     def check(self) -> None:
         for name in ("steps", "n"):
             if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}",
+                raise UsageError(f"`{name}` must be at least 1, got {getattr(self, name)}",
                                  parameters=[name])
         if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1, got {self.batch_size}",
+            raise UsageError(f"`batch_size` must be at least 1, got {self.batch_size}",
                              parameters=["batch_size"])
 
     @property
@@ -138,7 +139,7 @@ class SamplingSettings:
 
 def check_seed(seed: int | None) -> None:
     if seed is not None and not 0 <= seed < SEED_LIMIT:
-        raise UsageError(f"seed must be between 0 and 2**40, got {seed}", parameters=["seed"])
+        raise UsageError(f"`seed` must be between 0 and 2**40, got {seed}", parameters=["seed"])
 
 
 def with_fields(settings: Settings | None, kind: type[Settings], runtime: Runtime | None,

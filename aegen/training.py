@@ -184,7 +184,7 @@ def plan_run(out: Path, settings: TrainSettings, runtime: Runtime,
     device = pick_device(runtime.device) if isinstance(runtime.device, str) else runtime.device
     if runtime.precision == "fp16":
         raise UsageError(
-            "train precision fp16 is not supported: fp16 training needs gradient scaling, "
+            "train `precision` fp16 is not supported: fp16 training needs gradient scaling, "
             "which aegen does not do; use bf16 or fp32", parameters=["precision"],
         )
     fast = choose(runtime.precision or "auto", device, runtime.compile, runtime.channels_last)
@@ -219,11 +219,11 @@ def read_images(data: str | os.PathLike, plan: TrainingPlan, reporter: Reporter)
         reporter.warn(f"skipped {len(images.skipped)} unreadable file(s) of {total}")
     count, batch_size = len(images.paths), settings.batch_size
     if count < batch_size:
-        raise UsageError(f"only {count} readable image(s), fewer than batch_size {batch_size}",
+        raise UsageError(f"only {count} readable image(s), fewer than `batch_size` {batch_size}",
                          parameters=["batch_size"])
     if count < batch_size * ctx.world:
         raise UsageError(
-            f"only {count} readable image(s), fewer than batch_size {batch_size} times "
+            f"only {count} readable image(s), fewer than `batch_size` {batch_size} times "
             f"{ctx.world} processes", parameters=["batch_size"],
         )
     return images
@@ -387,15 +387,15 @@ def fit(plan: TrainingPlan, parts: Parts, images: ImageSet, origin: dict[str, An
                           f"saved {out}")
     except KeyboardInterrupt:
         reporter.warn(
-            f"interrupted: {out} holds epoch {len(losses)}; continue with --resume {out}"
+            f"interrupted: {out} holds epoch {len(losses)}; continue with `resume` {out}"
             if len(losses) > start
             else "interrupted before the first epoch ended; nothing written"
         )
         raise
     except distributed.PeerFailure as exc:
-        kept = (f"{out} holds epoch {saved}; continue with --resume {out}" if saved > start
+        kept = (f"{out} holds epoch {saved}; continue with `resume` {out}" if saved > start
                 else "no epoch ended")
-        raise distributed.PeerFailure(f"{exc}; {kept}") from None
+        raise distributed.PeerFailure(f"{exc}; {kept}", parameters=["resume"]) from None
     return losses
 
 

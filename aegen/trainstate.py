@@ -18,23 +18,13 @@ from .errors import CheckpointError, UsageError
 from .settings import Runtime, TrainSettings
 
 REQUIRED = ("epochs_done", "seed", "batch_size", "lr")
-# What a checkpoint written before the field existed meant by leaving it out.
-OLD_DEFAULTS: Mapping[str, Any] = {
-    "losses": [],
-    "lr_schedule": "constant",
-    "planned_epochs": None,
-    "precision": "fp32",  # fp32 NCHW, the way before the fast path existed
-    "channels_last": False,
-    "compiled": False,
-    "processes": 1,
-    "sync_bn": False,
-    "ema": None,
-}
 
 
 @dataclass(frozen=True)
 class TrainingState:
-    """Where a run stands after `epochs_done` epochs, and what it must keep to continue."""
+    """Where a run stands after `epochs_done` epochs, and what it must keep to continue. The
+    defaults are what a checkpoint written before a field existed meant by leaving it out
+    (fp32 NCHW, one process, constant rate, no EMA)."""
 
     epochs_done: int
     seed: int
@@ -56,15 +46,13 @@ class TrainingState:
         saved = info.training_state
         if saved is None:
             raise UsageError(
-                f"{info.path} holds no training state, so it cannot be resumed",
-                parameters=["resume"],
+                f"{info.path} holds no training state, so it cannot be resumed"
             )
         missing = [name for name in REQUIRED if name not in saved]
         if missing:
             raise CheckpointError(f"{info.path}: its training state lacks {missing[0]!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {**OLD_DEFAULTS, **{k: v for k, v in saved.items() if k in known}}
-        return cls(**values)
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
     def saved(self) -> dict[str, Any]:
         """The dict written into the checkpoint. Fields at their old default are left out
@@ -114,7 +102,7 @@ def path_words(path: Mapping[str, Any]) -> str:
 
 
 def _sync_words(state: TrainingState) -> str:
-    return " with --sync-bn" if state.sync_bn else ""
+    return " with `sync_bn`" if state.sync_bn else ""
 
 
 @dataclass(frozen=True)
@@ -144,14 +132,15 @@ def reconcile(info: CheckpointInfo, asked: TrainSettings, runtime: Runtime) -> R
         "lr_schedule": state.lr_schedule,
     })
     if asked.ema is not None and asked.ema != state.ema:
-        raise UsageError(f"ema {asked.ema} differs from the resumed run's {state.ema or 'none'}",
+        raise UsageError(f"`ema` {asked.ema} differs from the resumed run's {state.ema or 'none'}",
                          parameters=["ema"])
-    for name in ("config", "objective_options"):
+    for name, what in (("config", "config"), ("objective_options", "objective")):
         if getattr(asked, name):
-            raise UsageError(f"{name} cannot change in a resumed run", parameters=[name])
+            raise UsageError(f"`{name}` cannot change the {what} of a resumed run",
+                             parameters=[name])
     if state.epochs_done >= asked.epochs:
         raise UsageError(
-            f"{info.path} already has {state.epochs_done} epochs; ask for more with epochs",
+            f"{info.path} already has {state.epochs_done} epochs; ask for more with `epochs`",
             parameters=["epochs"],
         )
     settings = dataclasses.replace(
@@ -180,5 +169,5 @@ def _refuse_changes(asked: TrainSettings, saved: Mapping[str, Any]) -> None:
     for name, value in saved.items():
         given = getattr(asked, name)
         if given is not None and given != value:
-            raise UsageError(f"{name} {given} differs from the resumed run's {value}",
+            raise UsageError(f"`{name}` {given} differs from the resumed run's {value}",
                              parameters=[name])

@@ -1,6 +1,6 @@
 """Does a walk keep moving? Per-chain change between consecutive frames, measured on the fly.
 
-The seed reports "the proportion of inputs that walk": the share of starting images whose
+The article reports "the proportion of inputs that walk": the share of starting images whose
 noiseless walk has not come to rest. Here a chain's change at a step is the RMS per-pixel
 difference between consecutive frames (pixels in [0, 1]); a chain is *moving at the end* when its
 mean change over the last `window` steps (10% of the steps, at least 5) exceeds `tolerance`

@@ -85,8 +85,8 @@ def test_bad_corruption_settings_are_refused():
     from aegen.errors import UsageError
 
     for bad, message in [
-        (Corruption("salt"), "^kind must be one of"),
-        (Corruption("gaussian", alpha=1.5), "^alpha values"),
+        (Corruption("salt"), "^`kind` must be one of"),
+        (Corruption("gaussian", alpha=1.5), "^`alpha` values"),
         (Corruption("blur", kernel=4), "positive odd"),
     ]:
         with pytest.raises(UsageError, match=message):

@@ -188,7 +188,7 @@ def test_dot_attention_refuses_sizes_whose_attention_matrix_cannot_fit():
     with pytest.raises(
         ConfigError,
         match=r"dot-product attention on a 256x256 grid needs about "
-        r".* GiB.*smaller size or config kind=linear",
+        r".* GiB.*smaller `size` or `config` kind=linear",
     ):
         build_model("attention", resolve_config("attention", {"kind": "dot"}, 3, 256))
     build_model("attention", resolve_config("attention", {"kind": "linear"}, 3, 256))

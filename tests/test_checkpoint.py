@@ -125,7 +125,7 @@ def test_newer_format_is_refused(tiny_checkpoint, tmp_path):
 
 def test_writes_are_atomic(tiny_checkpoint, tmp_path, monkeypatch):
     """A failure while writing leaves the previous file intact and no temporary file behind."""
-    import safetensors.torch
+    from aegen import checkpoint
 
     target = tmp_path / "model.safetensors"
     target.write_bytes(tiny_checkpoint.read_bytes())
@@ -135,7 +135,7 @@ def test_writes_are_atomic(tiny_checkpoint, tmp_path, monkeypatch):
         Path(filename).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    monkeypatch.setattr(checkpoint, "save_file", failing_save)
     model = build_model("unet", resolve_config("unet", TINY, 3, 16))
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(

@@ -132,15 +132,20 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tiny_checkpoint,
     from aegen.outputs import Outputs
     from aegen.tasks import generate_files
 
-    with pytest.raises(UsageError, match="^n must be at least 1, got 0$") as caught:
+    with pytest.raises(UsageError, match="^`n` must be at least 1, got 0$") as caught:
         generate_files(tiny_checkpoint, Outputs(grid=str(tmp_path / "g.png")), n=0)
     assert shell_message(caught.value) == "--n must be at least 1, got 0"
-    named = UsageError("name 'a.png' gives several images one file name", parameters=["name"])
+    named = UsageError("`name` 'a.png' gives several images one file name", parameters=["name"])
     assert shell_message(named) == "--name 'a.png' gives several images one file name"
-    grid = UsageError("grid '{x}' is not a valid template", parameters=["grid"])
+    grid = UsageError("`grid` '{x}' is not a valid template", parameters=["grid"])
     assert shell_message(grid) == "--out '{x}' is not a valid template"
-    path = UsageError("/tmp/force/force.png exists; use force to overwrite it",
-                      parameters=["force"])  # what the user typed stays as typed
+    path = UsageError("/tmp/force/force.png exists; use `force` to overwrite it",
+                      parameters=["force"])  # only the marked word is a parameter
     assert shell_message(path) == "/tmp/force/force.png exists; use --force to overwrite it"
+    epochs = UsageError("m.safetensors already has 3 epochs; ask for more with `epochs`",
+                        parameters=["epochs"])
+    assert shell_message(epochs) == "m.safetensors already has 3 epochs; ask for more with --epochs"
+    unlisted = UsageError("its config cannot be built: use a smaller `size`")
+    assert shell_message(unlisted) == "its config cannot be built: use a smaller size"
     code, _, err = cli("generate", "-c", tiny_checkpoint, "--n", "0")
     assert code == 2 and err == "aegen: error: --n must be at least 1, got 0\n"

@@ -98,7 +98,7 @@ def test_sampler_options_are_validated(model):
         generate(model, shape=SHAPE, steps=1, options={"eta": 1})
     with pytest.raises(UsageError, match="unknown schedule 'zigzag'"):
         generate(model, shape=SHAPE, steps=1, options={"schedule": "zigzag"})
-    with pytest.raises(UsageError, match="^steps must be at least 1") as caught:
+    with pytest.raises(UsageError, match="^`steps` must be at least 1") as caught:
         generate(model, shape=SHAPE, steps=0)
     assert caught.value.parameters == ("steps",)  # the CLI says --steps (tests/test_cli.py)
 

@@ -41,7 +41,7 @@ def test_auto_takes_bf16_only_where_the_device_has_it_natively():
 
 
 def test_unknown_precisions_are_usage_errors():
-    with pytest.raises(UsageError, match="^precision must be one of auto, fp32, bf16, fp16"):
+    with pytest.raises(UsageError, match="^`precision` must be one of auto, fp32, bf16, fp16"):
         choose("int8", "cpu")
 
 

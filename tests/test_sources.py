@@ -80,7 +80,7 @@ def test_source_option_overrides_detection(tmp_path, pixels):
         load_data(odd, 28, source="tar")
     both = tmp_path / "images-idx.npy"
     np.save(both, pixels)
-    with pytest.raises(DataError, match="several data sources.*choose one with source") as caught:
+    with pytest.raises(DataError, match="several data sources.*choose one with `source`") as caught:
         load_data(both, 28)
     assert caught.value.parameters == ("source",)
     assert load_data(both, 28, source="numpy").source == "numpy"
@@ -147,7 +147,7 @@ def test_inputs_keep_folders_and_image_files(tmp_path, image_folder):
     reporter = Quiet()
     images, paths = load_inputs([image_folder], 16, 3, reporter, limit=5)
     assert images.shape == (5, 3, 16, 16) and all(p.endswith((".png", ".jpg")) for p in paths)
-    with pytest.raises(UsageError, match="^inputs: no images found") as caught:
+    with pytest.raises(UsageError, match="^`inputs`: no images found") as caught:
         load_inputs([tmp_path], 16, 3, reporter)  # an empty folder
     assert caught.value.parameters == ("inputs",)
 

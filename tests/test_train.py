@@ -94,7 +94,7 @@ def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_exactly(
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(fitting, "train_epoch", stop_in_second_epoch)
         train(image_folder, part, epochs=3, seed=5, lr_schedule="cosine", **FAST)
-    with pytest.raises(UsageError, match="lr_schedule constant differs"):
+    with pytest.raises(UsageError, match="`lr_schedule` constant differs"):
         train(image_folder, part, epochs=3, resume=part, lr_schedule="constant")
     train(image_folder, part, epochs=3, resume=part)
     assert part.read_bytes() == whole.path.read_bytes()
@@ -160,13 +160,13 @@ def test_ema_saves_the_average_as_the_model_and_resumes_exactly(
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(fitting, "train_epoch", stop_in_second_epoch)
         train(image_folder, part, epochs=2, seed=5, ema=0.9, **FAST)
-    with pytest.raises(UsageError, match="ema 0.5 differs"):
+    with pytest.raises(UsageError, match="`ema` 0.5 differs"):
         train(image_folder, part, epochs=2, resume=part, ema=0.5)
     train(image_folder, part, epochs=2, resume=part)
     assert part.read_bytes() == whole.path.read_bytes()
     slim = weights_only(whole.path, tmp_path / "slim.safetensors")
     assert not any(k.startswith(RAW_PREFIX) for k in weights(slim))
-    with pytest.raises(UsageError, match="ema must be between 0 and 1"):
+    with pytest.raises(UsageError, match="`ema` must be between 0 and 1"):
         train(image_folder, tmp_path / "x.safetensors", epochs=1, ema=1.5, **FAST)
 
 
@@ -203,7 +203,7 @@ def test_interrupted_training_keeps_the_last_finished_epoch(
     out = tmp_path / "m.safetensors"
     with pytest.raises(KeyboardInterrupt):
         train(image_folder, out, epochs=3, seed=1, reporter=training.Reporter(), **FAST)
-    assert f"{out} holds epoch 1; continue with --resume" in capsys.readouterr().err
+    assert f"{out} holds epoch 1; continue with `resume`" in capsys.readouterr().err
     assert read_checkpoint_info(out).training_state["epochs_done"] == 1
     monkeypatch.setattr(fitting, "train_epoch", real)
     assert train(image_folder, out, epochs=2, resume=out, device="cpu").epochs == 2
@@ -278,7 +278,7 @@ def test_refusals(tmp_path, image_folder, cli):
         train(junk, tmp_path / "m.safetensors", **FAST)
     few = tmp_path / "few"
     make_images(few, 3)
-    with pytest.raises(UsageError, match="only 3 readable image.*batch_size 8"):
+    with pytest.raises(UsageError, match="only 3 readable image.*`batch_size` 8"):
         train(few, tmp_path / "m.safetensors", **FAST)
     cases = [
         (["train", empty], 1, "no images found"),
@@ -315,7 +315,7 @@ def test_size_error_comes_before_reading_any_data(tmp_path, monkeypatch, image_f
 
 
 def test_resume_refuses_conflicting_settings(tiny_checkpoint, image_folder, tmp_path):
-    with pytest.raises(UsageError, match="size 32 differs"):
+    with pytest.raises(UsageError, match="`size` 32 differs"):
         train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, size=32, epochs=3)
     with pytest.raises(UsageError, match="already has 2 epochs"):
         train(image_folder, tmp_path / "m.safetensors", resume=tiny_checkpoint, epochs=2)

@@ -63,7 +63,7 @@ def test_config_keys_are_checked_and_typed():
         resolve_config("unet", {"heads": "2"}, 3, 32)
     with pytest.raises(ConfigError, match="'width' of 'unet' expects a whole number"):
         resolve_config("unet", {"width": "wide"}, 3, 32)
-    with pytest.raises(UsageError, match="set 'channels' with channels, not config") as caught:
+    with pytest.raises(UsageError, match="set channels with `channels`, not `config`") as caught:
         resolve_config("unet", {"channels": "1"}, 3, 32)
     assert caught.value.parameters == ("channels", "config")  # the CLI names --channels, --set
     with pytest.raises(ConfigError, match="1 or 3 channels"):

@@ -40,7 +40,7 @@ class DenoiseSettings:
         for corruption in self.corruptions:
             corruption.check()
         if self.batch_size < 1 or self.show < 1 or (self.limit is not None and self.limit < 1):
-            raise UsageError("batch_size, show and limit must be at least 1",
+            raise UsageError("`batch_size`, `show` and `limit` must be at least 1",
                              parameters=["batch_size", "show", "limit"])
 
 

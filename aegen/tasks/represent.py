@@ -42,9 +42,9 @@ class RepresentSettings:
 
     def check(self) -> None:
         if self.limit is not None and self.limit < 1:
-            raise UsageError(f"limit must be at least 1, got {self.limit}", parameters=["limit"])
+            raise UsageError(f"`limit` must be at least 1, got {self.limit}", parameters=["limit"])
         if self.steps < 1 or self.lr <= 0:
-            raise UsageError("steps must be at least 1 and lr positive",
+            raise UsageError("`steps` must be at least 1 and `lr` positive",
                              parameters=["steps", "lr"])
 
 
@@ -94,7 +94,7 @@ def represent_files(
     loaded = load_model(checkpoint, runtime, reporter, fast=False)
     info = loaded.info
     if settings.layer not in layer_names(loaded.model):
-        raise UsageError(f"no layer {settings.layer!r} in this model; see list_layers",
+        raise UsageError(f"no layer {settings.layer!r} in this model; see `list_layers`",
                          parameters=["list_layers"])
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=settings.limit)
     reporter.info(

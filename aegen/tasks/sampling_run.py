@@ -40,7 +40,7 @@ def warn_idle(settings: SamplingSettings, reporter: Reporter) -> None:
     if ctx.active and count < ctx.world:
         reporter.warn(
             f"{n} image(s) make {count} batch(es) for {ctx.world} processes, so "
-            f"{ctx.world - count} have nothing to do; give a smaller --batch-size"
+            f"{ctx.world - count} have nothing to do; give a smaller `batch_size`"
         )
 
 

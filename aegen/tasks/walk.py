@@ -52,10 +52,10 @@ class WalkSettings(SamplingSettings):
     def check(self) -> None:
         super().check()
         if self.start_steps < 1:
-            raise UsageError(f"start_steps must be at least 1, got {self.start_steps}",
+            raise UsageError(f"`start_steps` must be at least 1, got {self.start_steps}",
                              parameters=["start_steps"])
         if not (0 <= self.tolerance < float("inf")):
-            raise UsageError(f"tolerance must be a finite number >= 0, got {self.tolerance}",
+            raise UsageError(f"`tolerance` must be a finite number >= 0, got {self.tolerance}",
                              parameters=["tolerance"])
 
 
@@ -149,8 +149,8 @@ def _load(checkpoint: str | os.PathLike | None, runtime: Runtime, settings: Walk
     )
     if settings.stats and loaded.fast.precision != "fp32":
         reporter.warn(
-            f"--stats under {loaded.fast.precision}: its rounding moves even a settled chain by "
-            "about 1e-3 a step, so chains may count as moving; --precision fp32 measures exactly"
+            f"`stats` under {loaded.fast.precision}: its rounding moves even a settled chain by "
+            "about 1e-3 a step, so chains may count as moving; `precision` fp32 measures exactly"
         )
     return loaded
 
@@ -167,14 +167,14 @@ def _starting_images(
         )
         return start, {"from": "input", "paths": paths}, 0
     reporter.info(
-        f"making {settings.n} starting image(s) with the schedule sampler, "
+        f"making {settings.n} starting image(s) with the {builtin_names.SAMPLER} sampler, "
         f"{settings.start_steps} steps"
     )
     sampler = sampler_for_run(builtin_names.SAMPLER, {}, header, reporter)
     start = run_sampler(loaded, sampler, settings, reporter, steps=settings.start_steps).images
     start = distributed.current().gather(start, my_images(settings), settings.n, True)
     # The walk's noise must not repeat the start's: stream 1.
-    return start, {"from": "schedule", "steps": settings.start_steps}, 1
+    return start, {"from": builtin_names.SAMPLER, "steps": settings.start_steps}, 1
 
 
 def _result(loaded: LoadedModel, files: Plan, generation: Generation, settings: WalkSettings,

@@ -22,8 +22,8 @@ def _check_dot_memory(name: str, side: int, heads: int) -> None:
     if needed > available:
         raise ConfigError(
             f"{name}: dot-product attention on a {side}x{side} grid needs about {gib(needed)} "
-            f"for a batch of 16; this machine allows {gib(available)}: use a smaller size"
-            + (" or config kind=linear" if name == "attention" else ""),
+            f"for a batch of 16; this machine allows {gib(available)}: use a smaller `size`"
+            + (" or `config` kind=linear" if name == "attention" else ""),
             parameters=["size", "config"],
         )
 

@@ -31,7 +31,7 @@ def build_mlp(config: dict):
         raise ConfigError(
             f"mlp at {channels}x{size}x{size} with width {width} has {params / 1e9:.2f} B "
             f"parameters and needs about {gib(needed)} to train; this machine has "
-            f"{gib(physical_memory())}: use a smaller size or config width=N",
+            f"{gib(physical_memory())}: use a smaller `size` or `config` width=N",
             parameters=["size", "config"],
         )
     from .mlp_model import OvercompleteMLP
