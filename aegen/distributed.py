@@ -137,8 +137,8 @@ def task(settings_kind: type) -> Any:
     and `**fields`. Before it runs: keyword fields are applied to its settings and runtime
     (`generate_files(ckpt, outputs, n=4, device="cpu")`), the session is joined on the
     runtime's device (each rank taking its own GPU), the reporter is silenced on ranks other
-    than 0, and `current()` gives the task its context. Every task enters the session here,
-    and only here."""
+    than 0, and `current()` gives the task its context. Every task that can run under torchrun
+    enters the session here, and only here."""
 
     def wrap(fn: Any) -> Any:
         signature = inspect.signature(fn)

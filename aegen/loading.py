@@ -1,7 +1,8 @@
 """Loading the model a command runs: the checkpoint (the shipped default model when none is
 given) on its device and, for the commands that sample or measure, on its fast path
-(aegen/precision.py). Every command loads through here, so each says the same two lines about
-what it loaded and how it runs."""
+(aegen/precision.py). Every command that runs a saved model loads through here, so each says
+the same two lines about what it loaded and how it runs (`train --resume` continues a run and
+reads its training state too: aegen/training.py)."""
 
 from __future__ import annotations
 

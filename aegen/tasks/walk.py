@@ -72,8 +72,10 @@ class WalkResult(Result):
     seeds: list[int]
     device: str
     fast_path: FastPath
-    start: dict[str, Any]  # where the chains began: {"from": "input", "paths": [...]} or
-    grid: str | None  # {"from": "schedule", "steps": start_steps}
+    # Where the chains began: {"from": "input", "paths": [...]} or, made by the built-in
+    # sampler, {"from": "schedule", "steps": start_steps}.
+    start: dict[str, Any]
+    grid: str | None
     video: str | None
     gif: str | None
     frames: list[str]
