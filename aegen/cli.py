@@ -232,9 +232,7 @@ def train_command(
         objective_options=parse_assignments(option or [], "--option"),
         sync_bn=sync_bn,
     )
-    runtime = Runtime(
-        device=device, precision=precision, compile=compile_, channels_last=channels_last
-    )
+    runtime = Runtime(device, precision, compile_, channels_last)
     result = train(
         data,
         out or resume or Path("model.safetensors"),
@@ -381,9 +379,7 @@ def generate_command(
         seed=seed,
         running_stats=running_stats,
     )
-    runtime = Runtime(
-        device=device, precision=precision, compile=compile_, channels_last=channels_last
-    )
+    runtime = Runtime(device, precision, compile_, channels_last)
     result = generate_files(
         checkpoint, outputs, settings, runtime=runtime, reporter=_reporter(quiet)
     )
@@ -502,9 +498,7 @@ def walk_command(
         tolerance=tolerance,
         running_stats=running_stats,
     )
-    runtime = Runtime(
-        device=device, precision=precision, compile=compile_, channels_last=channels_last
-    )
+    runtime = Runtime(device, precision, compile_, channels_last)
     result = walk_files(checkpoint, outputs, settings, runtime=runtime, reporter=_reporter(quiet))
     lines = result.written + result.media
     if result.stats and not as_json:
@@ -606,9 +600,7 @@ def denoise_command(
         batch_size=batch_size,
         running_stats=running_stats,
     )
-    runtime = Runtime(
-        device=device, precision=precision, compile=compile_, channels_last=channels_last
-    )
+    runtime = Runtime(device, precision, compile_, channels_last)
     result = denoise_files(
         checkpoint,
         list(inputs),

@@ -17,7 +17,7 @@ from ..files import refuse_overwrite
 from ..loading import LoadedModel, load_model
 from ..media import save_grid
 from ..models import build_model
-from ..representation import Representation, layer_names, represent
+from ..representation import Representation, activation_of, layer_names, represent
 from ..settings import Runtime, with_fields
 from .result import Result
 
@@ -93,9 +93,7 @@ def represent_files(
         refuse_overwrite([out], force)
     loaded = load_model(checkpoint, runtime, reporter, fast=False)
     info = loaded.info
-    if settings.layer not in layer_names(loaded.model):
-        raise UsageError(f"no layer {settings.layer!r} in this model; see `list_layers`",
-                         parameters=["list_layers"])
+    activation_of(loaded.model, settings.layer)  # an unknown layer fails before any input is read
     images, paths = load_inputs(inputs, info.size, info.channels, reporter, limit=settings.limit)
     reporter.info(
         f"representing {len(images)} image(s) at layer {settings.layer!r}, seed {seed}"
