@@ -6,6 +6,8 @@
 # bf16 autocast and the channels-last layout are pinned because they are what --precision auto
 # chose on the CPU it was trained on; other arithmetic gives a similar, not identical, model.
 # About 12 minutes on a 2-core CPU with native bf16 (docs/default-model.md).
+# Without native bf16 it is emulated and far slower: about 30 minutes an epoch (1.9 s a step) on a
+# 2-core AMD EPYC with avx2 only (grep -o 'avx512_bf16\|amx_bf16' /proc/cpuinfo shows which you have).
 #   apt-get install dataset-fashion-mnist      # puts the IDX files in /usr/share/datasets
 #   bash examples/train-default-model.sh [OUT]
 set -euo pipefail
