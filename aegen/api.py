@@ -11,9 +11,9 @@ from importlib import import_module
 from typing import Any
 
 from .errors import AegenError, CheckpointError, ConfigError, DataError, PluginError, UsageError
-from .hookspecs import hookimpl
+from .hookspecs import API_VERSION, KIND_TABLE, hookimpl
 from .options import Option
-from .plugins import get_registry
+from .plugins import get_registry as _get_registry
 
 _LAZY = {
     "Noise": "aegen.noise",
@@ -52,6 +52,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "API_VERSION",
     "AegenError",
     "CheckpointError",
     "ConfigError",
@@ -59,15 +60,34 @@ __all__ = [
     "Option",
     "PluginError",
     "UsageError",
+    "get_component",
     "get_schedule",
     "hookimpl",
     *_LAZY,
 ]
 
 
+def get_component(kind: str, name: str) -> Any:
+    """The component of `kind` ("sampler", "schedule", "architecture", "objective",
+    "data_source", or the plural) registered as `name`: `.name`, `.fn`, `.description`,
+    `.plugin`, `.options`, and its kind's extras (`.defaults`, `.detect`). UsageError if no
+    plugin registered it."""
+    key = kind.replace(" ", "_")
+    if key not in _KIND_NAMES:
+        known = ", ".join(sorted(k for k in _KIND_NAMES if not k.endswith("s")))
+        raise UsageError(f"unknown kind {kind!r} (kinds: {known})")
+    return _get_registry().get(key, name)
+
+
 def get_schedule(name: str) -> Callable[[int, int], tuple[float, float]]:
-    """The schedule function registered as `name`: fn(n, steps) -> (c, d)."""
-    return get_registry().schedule(name).fn
+    """The schedule `name` names as fn(n, steps) -> (c, d), with its options bound: a plain
+    name ("linear") or a name with options ("sigmoid(k=12)")."""
+    from .schedules import bind
+
+    return bind(name)
+
+
+_KIND_NAMES = {n for kind in KIND_TABLE for n in (kind.plural, kind.getter)}
 
 
 def __getattr__(name: str) -> Any:
@@ -76,5 +96,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'aegen.api' has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+def __dir__() -> list[str]:  # the public names, the lazily loaded ones included
+    return sorted(__all__)

@@ -311,7 +311,10 @@ def generate_command(
     ] = builtin_names.SAMPLER,
     schedule: Annotated[
         str | None,
-        typer.Option("--schedule", help="Schedule for samplers that take one (linear, cosine)."),
+        typer.Option(
+            "--schedule",
+            help="Schedule for samplers that take one; its options: -O schedule.KEY=VALUE.",
+        ),
     ] = None,
     option: Option_ = None,
     steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 100,
@@ -758,12 +761,17 @@ def install_command(
 def uninstall_command(
     package: Annotated[str, typer.Argument(metavar="PKG", help="Distribution to remove.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Remove it even if it registers no aegen plugin."),
+    ] = False,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Remove a plugin's distribution from the environment aegen runs in.
 
     Third-party plugins are not loaded for this command, so a broken one can always be removed.
+    Without -y it asks first (and refuses when stdin is not a terminal).
 
     \b
     Example:
@@ -771,49 +779,112 @@ def uninstall_command(
     """
     from .installer import uninstall
 
-    report = uninstall(package, yes=yes, quiet=quiet)
+    report = uninstall(package, yes=yes, force=force, quiet=quiet)
     _emit(report, as_json, [p["name"] for p in report["removed"]])
 
 
-def plugins_command(as_json: Json = False, quiet: Quiet = False) -> None:
-    """List installed plugins and what each registers.
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Also each component's options: type, default, limits, help."
+    ),
+]
+
+
+def plugins_command(
+    ctx: typer.Context, verbose: Verbose = False, as_json: Json = False, quiet: Quiet = False
+) -> None:
+    """List installed plugins and what each registers; `show` and `new` below.
 
     AEGEN_LOAD_PLUGINS=a,b loads only those third-party plugins ('' loads none);
-    AEGEN_STRICT_PLUGINS=1 makes a failing plugin an error.
+    AEGEN_STRICT_PLUGINS=1 makes a failing plugin, or one that breaks the contract, an error.
+
+    \b
+    Examples:
+      aegen plugins
+      aegen plugins --verbose --json
+      aegen plugins show schedule
+      aegen plugins new momentum --kind sampler
     """
-    from .plugins import KINDS, get_registry
-
-    registry = get_registry()
-    components = [
-        {"kind": kind[:-1], "name": name, "plugin": entry.plugin, "description": entry.description}
-        for kind in KINDS
-        for name, entry in sorted(getattr(registry, kind).items())
-    ]
-    if as_json:
-        print(
-            json.dumps(
-                {"plugins": [p.as_json() for p in registry.plugins], "components": components},
-                indent=2,
-            )
-        )
+    if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
+    from .catalog import catalog, component_tables, summary_tables
+    from .plugins import get_registry
 
-    table = Table(title="Plugins")
-    for column in ("plugin", "distribution", "version", "status", "registers"):
-        table.add_column(column)
-    for p in registry.plugins:
-        names = ", ".join(n for names in p.registered.values() for n in names)
-        status = p.status if not p.error else f"{p.status}: {p.error}"
-        table.add_row(p.name, p.distribution, p.version, status, names)
-    parts = Table(title="Components")
-    for column in ("kind", "name", "plugin", "description"):
-        parts.add_column(column)
-    for c in components:
-        parts.add_row(c["kind"], c["name"], c["plugin"], c["description"])
+    payload = catalog(get_registry(), verbose)
+    if as_json:
+        print(json.dumps(payload, indent=2))
+        return
+    tables = summary_tables(payload)
+    if verbose:
+        tables += component_tables(payload["components"])
     console = _console()
-    console.print(table)
-    console.print(parts)
+    for table in tables:
+        console.print(table)
+
+
+def plugins_show_command(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A component or plugin name.")],
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="Only components of this kind: sampler, schedule, architecture, objective, "
+            "data_source.",
+        ),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Show a component (or plugin) in full: how aegen calls it, its options and their help.
+
+    \b
+    Examples:
+      aegen plugins show schedule
+      aegen plugins show cosine --kind schedule --json
+    """
+    from .catalog import component_tables, show, summary_tables
+    from .plugins import get_registry
+
+    found = show(get_registry(), name, kind)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    console = _console()
+    if found["plugins"]:
+        console.print(summary_tables({"plugins": found["plugins"], "components": []})[0])
+    for table in component_tables(found["components"]):
+        console.print(table)
+
+
+def plugins_new_command(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The component's name, e.g. momentum.")
+    ],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind", help="sampler, schedule, architecture, objective or source."
+        ),
+    ] = "sampler",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write aegen-NAME/ in. [default: .]"),
+    ] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    """Write a plugin package to start from: pyproject, the hook, an example, tests, README.
+
+    \b
+    Examples:
+      aegen plugins new momentum --kind sampler
+      aegen install -e ./aegen-momentum && aegen plugins show momentum
+      cd aegen-momentum && python -m pytest -q
+    """
+    from .scaffold import new_plugin
+
+    report = new_plugin(name, kind, dest=out, force=force)
+    _emit(report, as_json, [report["path"]])
 
 
 def info_command(
@@ -983,12 +1054,37 @@ def build_app() -> typer.Typer:
     app.command("represent")(represent_command)
     app.command("install")(install_command)
     app.command("uninstall")(uninstall_command)
-    app.command("plugins")(plugins_command)
+    plugins = typer.Typer(
+        name="plugins", invoke_without_command=True, no_args_is_help=False,
+        rich_markup_mode=None, add_completion=False,
+    )
+    plugins.callback()(plugins_command)
+    plugins.command("show")(plugins_show_command)
+    plugins.command("new")(plugins_new_command)
+    app.add_typer(plugins)
     app.command("info")(info_command)
     from .plugins import get_registry
 
     get_registry().add_commands(app)
     return app
+
+
+def build_command() -> Any:
+    """The click command of `build_app()`, its help naming the installed samplers and
+    schedules (plugins add them, so the help cannot say them in advance)."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    command = typer.main.get_command(build_app())
+    installed = {
+        "sampler": ", ".join(sorted(registry.samplers)) or "none",
+        "schedule": ", ".join(sorted(registry.schedules)) or "none",
+    }
+    for name in ("generate", "walk"):
+        for param in getattr(command, "commands", {})[name].params:
+            if param.name in installed and getattr(param, "help", None):
+                param.help += f" Installed: {installed[param.name]}."
+    return command
 
 
 def _fail(message: str, code: int) -> None:
@@ -1032,9 +1128,9 @@ def main(argv: list[str] | None = None) -> None:
                 + ", ".join(DISTRIBUTED_COMMANDS)
                 + " do"
             )
-        app = build_app()
+        command = build_command()
         with stop_on_sigterm():
-            code = app(args=args, prog_name="aegen", standalone_mode=False)
+            code = command.main(args=args, prog_name="aegen", standalone_mode=False)
     except AegenError as exc:
         _fail(f"aegen: error: {shell_message(exc)}", exc.exit_code)
     except KeyboardInterrupt:

@@ -14,6 +14,10 @@ import pluggy
 
 from .options import Option
 
+# The plugin API's version, "major.minor": a minor release only adds, a major one may break.
+# A plugin module may declare the versions it supports: AEGEN_API = ">=1.0,<2".
+API_VERSION = "1.0"
+
 hookspec = pluggy.HookspecMarker("aegen")
 hookimpl = pluggy.HookimplMarker("aegen")
 
@@ -26,11 +30,16 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
 
 
 def _options(value: Any, what: str) -> dict[str, Option]:
-    """Declared options: a mapping of names to aegen.api.Option."""
+    """Declared options: a mapping of names to aegen.api.Option, each declared soundly."""
     options = _mapping(value, what)
     for key, option in options.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise TypeError(f"{what}: option names must be identifiers, got {key!r}")
         if not isinstance(option, Option):
             raise TypeError(f"{what}: option {key!r} must be an aegen.api.Option")
+        problem = option.problem()
+        if problem:
+            raise TypeError(f"{what}: option {key!r} {problem}")
     return options
 
 
@@ -59,6 +68,21 @@ class Kind:
     callable: str
     what: str  # what the hook registers, for its docstring
     extras: Mapping[str, Callable[[Any, str], Any]] = field(default_factory=dict)
+    positional: tuple[str, ...] = ()  # what aegen passes the callable by position
+    keywords: tuple[str, ...] = ()  # and by keyword (besides the declared options)
+    generator: bool = False  # the callable must be a generator function (samplers)
+
+    @property
+    def call(self) -> str:
+        """How aegen calls the registered callable: `sampler(model, x, *, steps, noise,
+        **options)`, for messages and docs."""
+        parts = list(self.positional)
+        if self.keywords or "options" in self.extras:
+            parts.append("*")
+        parts += self.keywords
+        if "options" in self.extras:
+            parts.append("**options")
+        return f"{self.callable}({', '.join(parts)})"
 
     @property
     def hook(self) -> str:
@@ -70,14 +94,27 @@ class Kind:
 
 
 KIND_TABLE: tuple[Kind, ...] = (
-    Kind("architectures", "architecture", "build", "autoencoders", {"defaults": _mapping}),
-    Kind("samplers", "sampler", "sampler", "samplers", {"options": _options}),
-    Kind("schedules", "schedule", "schedule", "noise schedules"),
+    Kind(
+        "architectures", "architecture", "build", "autoencoders", {"defaults": _mapping},
+        positional=("config",),
+    ),
+    Kind(
+        "samplers", "sampler", "sampler", "samplers", {"options": _options},
+        positional=("model", "x"), keywords=("steps", "noise"), generator=True,
+    ),
+    Kind(
+        "schedules", "schedule", "schedule", "noise schedules", {"options": _options},
+        positional=("n", "steps"),
+    ),
     Kind(
         "data_sources", "data source", "load", "training data readers",
         {"detect": _optional_callable},
+        positional=("path",), keywords=("size", "channels", "on_image"),
     ),
-    Kind("objectives", "objective", "make_input", "training objectives", {"options": _options}),
+    Kind(
+        "objectives", "objective", "make_input", "training objectives", {"options": _options},
+        positional=("clean",), keywords=("generator",),
+    ),
 )
 KINDS = tuple(kind.plural for kind in KIND_TABLE)
 

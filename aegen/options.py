@@ -44,16 +44,27 @@ def coerce(value: Any, like: Any, what: str) -> Any:
     return text
 
 
+TYPES = (bool, int, float, str)  # what an Option's default may be: what a command line can say
+
+
 @dataclass(frozen=True)
 class Option:
-    """One sampler option: its default (which fixes its type), help, and accepted values."""
+    """One option of a sampler, schedule or objective: its default (which fixes its type: bool,
+    int, float or str), help, and accepted values. `check(value)` is called with the converted
+    value after `choices`, `min` and `max`; its return value is ignored, and a ConfigError,
+    UsageError or ValueError it raises becomes a ConfigError prefixed with the option's name
+    and owner ("option 'k' of schedule 'sigmoid': ...")."""
 
     default: Any
     help: str = ""
     choices: tuple[Any, ...] | None = None
     min: float | None = None
     max: float | None = None
-    check: Callable[[Any], Any] | None = None  # raises ConfigError/UsageError for a bad value
+    check: Callable[[Any], Any] | None = None
+
+    @property
+    def type_name(self) -> str:
+        return type(self.default).__name__
 
     def parse(self, value: Any, what: str) -> Any:
         """Return `value` converted and checked, or raise ConfigError naming `what`."""
@@ -68,9 +79,45 @@ class Option:
         if self.check is not None:
             try:
                 self.check(parsed)
-            except UsageError as exc:  # say which option of which sampler was wrong
+            except (UsageError, ValueError) as exc:  # say which option of what was wrong
                 raise ConfigError(f"{what}: {exc}") from None
         return parsed
+
+    def problem(self) -> str | None:
+        """What is wrong with this declaration, for the plugin's author; None if nothing."""
+        if type(self.default) not in TYPES:
+            return (
+                f"has a default of type {type(self.default).__name__}; an Option's default "
+                "must be a bool, int, float or str (it fixes the type values are converted to)"
+            )
+        for name in ("min", "max"):
+            limit = getattr(self, name)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, (int, float))
+            ):
+                return f"has {name}={limit!r}; limits must be numbers"
+        if self.choices is not None:
+            if isinstance(self.choices, (str, bytes)) or not isinstance(
+                self.choices, Iterable
+            ):
+                return f"has choices={self.choices!r}; choices must be a tuple of values"
+            wrong = [c for c in self.choices if type(c) is not type(self.default)]
+            if wrong:
+                return f"has choice {wrong[0]!r}, not a {self.type_name} like its default"
+        if self.check is not None and not callable(self.check):
+            return f"has check={self.check!r}, which is not callable"
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        """The option as `aegen plugins --verbose --json` shows it."""
+        return {
+            "type": self.type_name,
+            "default": self.default,
+            "help": self.help,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "min": self.min,
+            "max": self.max,
+        }
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
@@ -87,7 +134,11 @@ def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
 def resolve_options(
     declared: Mapping[str, Option], given: Mapping[str, Any], owner: str
 ) -> dict[str, Any]:
-    """Defaults of `declared` updated with `given`, each value validated."""
+    """Defaults of `declared` updated with `given`, each value validated.
+
+    `schedule.KEY` entries of `given` set options of the schedule that the `schedule` option
+    names (`schedule.k=12` with schedule "sigmoid" gives schedule "sigmoid(k=12.0)")."""
+    given = _fold_schedule_options(declared, given, owner)
     unknown = sorted(set(given) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
@@ -96,3 +147,26 @@ def resolve_options(
     for name, value in given.items():
         values[name] = declared[name].parse(value, f"option {name!r} of {owner}")
     return values
+
+
+def _fold_schedule_options(
+    declared: Mapping[str, Option], given: Mapping[str, Any], owner: str
+) -> dict[str, Any]:
+    """`given` with its `schedule.KEY` entries folded into the `schedule` value, which is then
+    written in its canonical form (checked against the schedule's declared options)."""
+    from .schedules import canonical, join, split
+
+    dotted = {k: v for k, v in given.items() if "." in k}
+    rest = {k: v for k, v in given.items() if "." not in k}
+    for key in dotted:
+        if key.split(".", 1)[0] != "schedule" or "schedule" not in declared:
+            raise ConfigError(
+                f"{owner} has no option {key!r} (KEY.NAME options set options of the schedule "
+                "a sampler or objective takes: schedule.NAME)"
+            )
+    if "schedule" not in declared or not (dotted or "(" in str(rest.get("schedule", ""))):
+        return rest
+    name, options = split(str(rest.get("schedule", declared["schedule"].default)))
+    options.update({k.split(".", 1)[1]: v for k, v in dotted.items()})
+    rest["schedule"] = canonical(join(name, options), f"option 'schedule' of {owner}")
+    return rest

@@ -3,6 +3,8 @@
 Every plugin, the built-ins included, is a module named by an entry point in the group "aegen".
 Each hook receives a `register` callback; what a plugin registers is staged and committed only if
 all of its hooks succeed, so a failing plugin is skipped whole and the rest of aegen keeps working.
+A plugin's mistakes against the contract (aegen/contracts.py) are warnings naming it: the hook or
+component concerned is left out and the rest of the plugin loads.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import contracts, hookspecs
 from .errors import PluginError, UsageError
-from .hookspecs import KIND_TABLE, KINDS, Kind
+from .hookspecs import API_VERSION, KIND_TABLE, KINDS, Kind
 
 GROUP = "aegen"
 BUILTIN_DISTRIBUTION = "aegen"
@@ -47,8 +49,30 @@ class Component:
             return fields["extras"][attr]
         if "kind" in fields and attr == fields["kind"].callable:
             return fields["fn"]
+        if attr == "options":  # kinds that declare none
+            return {}
         raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
 
+    def as_json(self, verbose: bool = False) -> dict[str, Any]:
+        """What `aegen plugins` shows; `verbose` adds how it is called, its options (type,
+        default, limits, help) and an architecture's config defaults."""
+        entry = {
+            "kind": self.kind.getter,
+            "name": self.name,
+            "plugin": self.plugin,
+            "description": self.description,
+        }
+        if verbose:
+            entry["call"] = self.kind.call
+            entry["options"] = contracts.describe_options(self.options)
+            if "defaults" in self.kind.extras:
+                entry["config"] = {
+                    key: {"type": type(value).__name__, "default": value}
+                    for key, value in sorted(self.defaults.items())
+                }
+            if "detect" in self.kind.extras:
+                entry["detects_paths"] = self.detect is not None
+        return entry
 
 
 @dataclass
@@ -59,10 +83,11 @@ class PluginInfo:
     distribution: str
     version: str
     builtin: bool
-    status: str = "ok"  # ok | failed | disabled
+    status: str = "ok"  # ok | failed | disabled | incompatible (| removed, by uninstall)
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +99,7 @@ class PluginInfo:
             "error": self.error,
             "hooks": self.hooks,
             "registered": self.registered,
+            "warnings": self.warnings,
         }
 
 
@@ -158,15 +184,56 @@ class Registry:
             except (Exception, SystemExit) as exc:  # any import failure of third-party code
                 self._fail(info, f"failed to import: {_describe(exc)}", strict)
                 continue
-            self.add_plugin(module, info, strict)
+            if self._compatible(module, info, strict):
+                self.add_plugin(module, info, strict)
+        self._check_allowed(allowed)
+
+    def _compatible(self, module: object, info: PluginInfo, strict: bool) -> bool:
+        """Whether the plugin supports this aegen's API (its `AEGEN_API` specifier, if any)."""
+        wanted = getattr(module, "AEGEN_API", None)
+        if wanted is None:
+            return True
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            fits = API_VERSION in SpecifierSet(str(wanted))
+        except InvalidSpecifier:
+            self._fail(
+                info,
+                f"declares AEGEN_API = {wanted!r}, which is no version specifier "
+                '(write one such as ">=1.0,<2")',
+                strict,
+            )
+            return False
+        if not fits:
+            self._fail(
+                info,
+                f"supports aegen API {wanted}, but this aegen provides API {API_VERSION} "
+                "(install a release of the plugin made for it)",
+                strict,
+                status="incompatible",
+            )
+        return fits
+
+    def _check_allowed(self, allowed: set[str] | None) -> None:
+        """Warn about names in AEGEN_LOAD_PLUGINS that match no installed plugin."""
+        seen = {_normal(name) for p in self.plugins for name in (p.name, p.distribution)}
+        unknown = sorted((allowed or set()) - seen)
+        if unknown:
+            third = sorted({p.name for p in self.plugins if not p.builtin}) or ["none"]
+            _warn(
+                f"AEGEN_LOAD_PLUGINS names {', '.join(map(repr, unknown))}, which no installed "
+                f"plugin or distribution is called (third-party plugins: {', '.join(third)})"
+            )
 
     def add_plugin(self, module: object, info: PluginInfo, strict: bool = False) -> None:
         """Register `module` as plugin `info.name` and collect what its hooks register."""
         if info not in self.plugins:
             self.plugins.append(info)
+        hooks, problems = contracts.checked_hooks(module, contracts.pluggy_message(_manager))
         try:
-            self.manager.register(module, name=info.name)
-        except Exception as exc:  # e.g. a hookimpl that names no known hook
+            self.manager.register(hooks, name=info.name)
+        except Exception as exc:  # anything pluggy refuses that the checks above let through
             self._fail(info, f"is not a valid plugin: {_describe(exc)}", strict)
             return
         staged: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
@@ -176,11 +243,18 @@ class Registry:
                 for impl in caller.get_hookimpls():
                     if impl.plugin_name == info.name:
                         info.hooks.append(kind.hook)
-                        impl.function(register=_stager(kind, info.name, staged[kind.plural]))
+                        register = _stager(kind, info.name, staged[kind.plural], problems)
+                        impl.function(register=register)
         except Exception as exc:
             self.manager.unregister(name=info.name)
             self._fail(info, f"failed while registering: {_describe(exc)}", strict)
             return
+        if problems and strict:
+            self.manager.unregister(name=info.name)
+            self._fail(info, problems[0], strict)
+        for problem in problems:
+            info.warnings.append(problem)
+            _warn(f"plugin {info.name!r} ({info.distribution}) {problem}")
         for kind in KINDS:
             for name, entry in staged[kind].items():
                 self._commit(kind, name, entry)
@@ -224,32 +298,65 @@ class Registry:
             return
         table[name] = entry
 
-    def _fail(self, info: PluginInfo, message: str, strict: bool) -> None:
-        info.status, info.error = "failed", message
+    def _fail(self, info: PluginInfo, message: str, strict: bool, status: str = "failed") -> None:
+        info.status, info.error = status, message
         text = f"plugin {info.name!r} ({info.distribution}) {message}"
         if strict:
             raise PluginError(text)
         _warn(f"{text}; skipped")
 
 
-def _stager(kind: Kind, plugin: str, staged: dict[str, Component]) -> Callable[..., None]:
-    """The `register` callback a plugin's hook for `kind` receives: it stages components."""
+def _manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(GROUP)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _stager(
+    kind: Kind, plugin: str, staged: dict[str, Component], problems: list[str]
+) -> Callable[..., None]:
+    """The `register` callback a plugin's hook for `kind` receives: it stages components that
+    meet the contract, and notes in `problems` why it leaves out any that do not."""
 
     def register(name: str, fn: Callable[..., Any], *, description: str = "", **extras: Any):
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{kind.singular} names must be non-empty strings")
-        if not callable(fn):
-            raise TypeError(f"{kind.singular} {name!r}: expected a callable")
-        if name in staged:
-            raise ValueError(f"{kind.singular} {name!r} registered twice")
-        unknown = sorted(set(extras) - set(kind.extras))
-        if unknown:
-            raise TypeError(f"register() got unexpected keyword {unknown[0]!r}")
         what = f"{kind.singular} {name!r}"
-        checked = {key: check(extras.get(key), what) for key, check in kind.extras.items()}
-        staged[name] = Component(kind, name, fn, description, plugin, checked)
+        try:
+            entry = _component(kind, plugin, name, fn, description, extras, staged)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"cannot register {what}: {exc}; left out")
+            return
+        trouble = contracts.call_problems(kind, fn, entry.options)
+        if trouble:
+            problems.extend(f"{what} {text}; left out" for text in trouble)
+            return
+        advice = contracts.generator_problem(kind, fn)
+        if advice:
+            problems.append(f"{what} {advice}")
+        staged[name] = entry
 
     return register
+
+
+def _component(
+    kind: Kind, plugin: str, name: Any, fn: Any, description: Any, extras: dict[str, Any],
+    staged: dict[str, Component],
+) -> Component:
+    """The component `register` was called for, or TypeError/ValueError saying what is wrong."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{kind.singular} names must be non-empty strings, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"expected a callable, got {type(fn).__name__}")
+    if not isinstance(description, str):
+        raise TypeError(f"description must be a string, got {type(description).__name__}")
+    if name in staged:
+        raise ValueError("registered twice")
+    unknown = sorted(set(extras) - set(kind.extras))
+    if unknown:
+        takes = ", ".join(["description", *kind.extras])
+        raise TypeError(f"register() got unexpected keyword {unknown[0]!r} (it takes {takes})")
+    what = f"{kind.singular} {name!r}"
+    checked = {key: check(extras.get(key), what) for key, check in kind.extras.items()}
+    return Component(kind, name, fn, description, plugin, checked)
 
 
 def _builtin_first(ep: Any) -> tuple[bool, str]:

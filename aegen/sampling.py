@@ -15,7 +15,7 @@ import torch
 
 from . import builtin_names
 from .console import Reporter
-from .errors import AegenError, ConfigError, UsageError
+from .errors import AegenError, PluginError, UsageError
 from .models import check_batch_statistics, sampling_mode
 from .noise import Noise
 from .options import resolve_options
@@ -133,9 +133,20 @@ def sample(
         smallest = min(c.stop - c.start for c in chunks)
         check_batch_statistics(model, smallest, ["batch_size", "n"])
     rank, world = draw.shard
+    mine = chunks[rank::world]
     with sampling_mode(model, draw.running_stats):
-        runs = _start_runs(model, checked, draw, chunks[rank::world])
-        yield from _lockstep(runs, checked, draw)
+        runs = _start_runs(model, checked, draw, mine)
+        try:
+            yield from _lockstep(runs, [c.stop - c.start for c in mine], checked, draw)
+        finally:
+            for run in runs:  # aegen takes exactly `steps` frames, then ends the sampler
+                close = getattr(run, "close", None)
+                if close is not None:
+                    close()
+
+
+def _blame(checked: CheckedSampler) -> str:
+    return f"sampler {checked.name!r} (plugin {checked.spec.plugin!r})"
 
 
 def _start_runs(model: torch.nn.Module, checked: CheckedSampler, draw: Draw,
@@ -144,37 +155,78 @@ def _start_runs(model: torch.nn.Module, checked: CheckedSampler, draw: Draw,
     device = torch.device(draw.device)
     start = None if draw.start is None else draw.start.to(device)
     seeds = [draw.seed + i for i in range(draw.n)]
-    return [
-        checked.spec.fn(
-            model,
-            None if start is None else start[chunk],
-            steps=draw.steps,
-            noise=Noise(seeds[chunk], draw.shape, device, stream=draw.noise_stream),
-            **checked.options,
-        )
-        for chunk in chunks
-    ]
+    runs = []
+    for chunk in chunks:
+        with _plugin_code(checked, "when called"):
+            run = checked.spec.fn(
+                model,
+                None if start is None else start[chunk],
+                steps=draw.steps,
+                noise=Noise(seeds[chunk], draw.shape, device, stream=draw.noise_stream),
+                **checked.options,
+            )
+        if not isinstance(run, Iterator):
+            raise PluginError(
+                f"{_blame(checked)} returned a {type(run).__name__}, not an iterator of "
+                "frames: a sampler yields one frame per step (`yield frame`)"
+            )
+        runs.append(run)
+    return runs
 
 
-def _lockstep(runs: list[Iterator[torch.Tensor]], checked: CheckedSampler,
+class _plugin_code:
+    """Around a sampler's own code: its usage errors pass (a setting it refuses, exit 2); any
+    other exception is the plugin's failure, named, exit 1."""
+
+    def __init__(self, checked: CheckedSampler, when: str) -> None:
+        self.checked, self.when = checked, when
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, (AegenError, KeyboardInterrupt, StopIteration)):
+            return False
+        if not isinstance(exc, Exception):
+            return False
+        raise PluginError(
+            f"{_blame(self.checked)} failed {self.when}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _lockstep(runs: list[Iterator[torch.Tensor]], sizes: list[int], checked: CheckedSampler,
               draw: Draw) -> Iterator[torch.Tensor]:
-    """Advance every batch's run by one step at a time and yield the steps' whole frames."""
-    for step in range(draw.steps):
+    """Advance every batch's run by one step at a time and yield the steps' whole frames,
+    each checked against the frame contract (a tensor of shape (batch, *shape))."""
+    for step in range(1, draw.steps + 1):
         try:
-            with torch.inference_mode():  # only around the sampler's own code
-                frames = [next(run) for run in runs]
-            if not frames:  # a rank with no batch of its own
-                frames = [torch.empty((0, *draw.shape), device=torch.device(draw.device))]
+            with _plugin_code(checked, f"at step {step}"), torch.inference_mode():
+                frames = [next(run) for run in runs]  # inference mode only around its code
         except StopIteration:
-            return
-        except (AegenError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise AegenError(
-                f"sampler {checked.name!r} (plugin {checked.spec.plugin!r}) failed at step "
-                f"{step + 1}: {type(exc).__name__}: {exc}"
-            ) from exc
+            done = "yielded no frames" if step == 1 else f"stopped after {step - 1} frames"
+            raise PluginError(
+                f"{_blame(checked)} {done}, but {draw.steps} steps were asked for: a sampler "
+                "yields exactly one frame per step"
+            ) from None
+        for frame, size in zip(frames, sizes):
+            _check_frame(frame, (size, *draw.shape), checked, step)
+        if not frames:  # a rank with no batch of its own
+            frames = [torch.empty((0, *draw.shape), device=torch.device(draw.device))]
         yield frames[0] if len(frames) == 1 else torch.cat(frames)
+
+
+def _check_frame(frame: Any, shape: tuple[int, ...], checked: CheckedSampler, step: int) -> None:
+    if not isinstance(frame, torch.Tensor) or not frame.is_floating_point():
+        what = frame.dtype if isinstance(frame, torch.Tensor) else type(frame).__name__
+        raise PluginError(
+            f"{_blame(checked)} yielded a {what} at step {step}; a frame is a floating-point "
+            "tensor (B, C, H, W)"
+        )
+    if tuple(frame.shape) != tuple(shape):
+        raise PluginError(
+            f"{_blame(checked)} yielded a frame of shape {tuple(frame.shape)} at step {step}; "
+            f"expected {tuple(shape)} (this batch's images, the model's channels and size)"
+        )
 
 
 def generate(
@@ -203,8 +255,13 @@ def generate(
             if on_frame is not None:
                 on_frame(done, frame)
             task.advance()
-    if last is None:
-        raise ConfigError(f"sampler {checked.name!r} yielded no frames")
+    if last is None:  # _lockstep refuses a sampler without frames; this is a safeguard
+        raise PluginError(f"{_blame(checked)} yielded no frames")
+    if not bool(torch.isfinite(last).all()):
+        reporter.warn(
+            f"{_blame(checked)} produced NaN or infinite values in its final images; they are "
+            "written as they are (black or white pixels)"
+        )
     return Generation(
         images=last.float().cpu(),
         seeds=[draw.seed + i for i in shard_indices(draw.n, draw.batch_size, *draw.shard)],

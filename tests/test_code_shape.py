@@ -22,9 +22,9 @@ MAX_PARAMETERS = 10
 # What `aegen --help`, `plugins`, `install` and `uninstall` import, and `aegen.header` (so that
 # `aegen info` reads a checkpoint's header at once): these never import torch.
 TORCH_FREE = {
-    "aegen", "aegen.__main__", "aegen.api", "aegen.builtin_names", "aegen.cli",
-    "aegen.defaults", "aegen.errors", "aegen.hardware", "aegen.header", "aegen.hookspecs",
-    "aegen.installer",
+    "aegen", "aegen.__main__", "aegen.api", "aegen.builtin_names", "aegen.catalog", "aegen.cli",
+    "aegen.contracts", "aegen.defaults", "aegen.errors", "aegen.hardware", "aegen.header",
+    "aegen.hookspecs", "aegen.installer", "aegen.scaffold", "aegen.schedules",
     "aegen.launcher", "aegen.options", "aegen.plugins", "aegen.settings",
 }
 
@@ -168,7 +168,8 @@ print(",".join(sorted(m for m in sys.modules if m == "aegen" or m.startswith("ae
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins", "--json"], ["install", "--help"],
-                                  ["uninstall", "--help"], ["train", "--help"]])
+                                  ["uninstall", "--help"], ["train", "--help"],
+                                  ["generate", "--help"], ["plugins", "show", "schedule"]])
 def test_the_fast_commands_load_only_the_named_torch_free_modules(args):
     result = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True,
                             text=True, env={"AEGEN_LOAD_PLUGINS": "", "PATH": "/usr/bin:/bin"})

@@ -1,0 +1,97 @@
+"""What `aegen plugins` shows: the installed plugins and their components, as data for `--json`
+and as rich tables, so that a user learns every option's name, type, default, limits and help
+from the tool instead of from an error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import UsageError
+from .plugins import KINDS, Registry
+
+_SINGULAR = {kind[:-1]: kind for kind in KINDS}
+
+
+def catalog(registry: Registry, verbose: bool = False) -> dict[str, Any]:
+    """Every plugin and every component it registered (with options when `verbose`)."""
+    return {
+        "plugins": [p.as_json() for p in registry.plugins],
+        "components": [
+            entry.as_json(verbose)
+            for kind in KINDS
+            for _, entry in sorted(registry.tables[kind].items())
+        ],
+    }
+
+
+def show(registry: Registry, name: str, kind: str | None = None) -> dict[str, Any]:
+    """The components called `name` (of `kind`, if given) and the plugins called `name`,
+    in full."""
+    if kind is not None and kind not in _SINGULAR and kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r} (kinds: {', '.join(_SINGULAR)})",
+                         parameters=["kind"])
+    plural = _SINGULAR.get(kind, kind) if kind else None
+    components = [
+        entry.as_json(verbose=True)
+        for table in KINDS
+        if plural in (None, table)
+        for entry in [registry.tables[table].get(name)]
+        if entry is not None
+    ]
+    plugins = [p.as_json() for p in registry.plugins if p.name == name and plural is None]
+    if not components and not plugins:
+        what = f"{kind} " if kind else "plugin or component "
+        raise UsageError(f"no {what}is called {name!r} (see `aegen plugins`)")
+    return {"components": components, "plugins": plugins}
+
+
+def _limits(option: dict[str, Any]) -> str:
+    parts = []
+    if option["choices"] is not None:
+        parts.append("one of " + ", ".join(str(c) for c in option["choices"]))
+    if option["min"] is not None:
+        parts.append(f">= {option['min']}")
+    if option["max"] is not None:
+        parts.append(f"<= {option['max']}")
+    return "; ".join(parts)
+
+
+def component_tables(components: list[dict[str, Any]]) -> list[Any]:
+    """One rich table per component: how it is called and its options or config."""
+    from rich.table import Table
+
+    tables = []
+    for c in components:
+        table = Table(title=f"{c['kind']} {c['name']} (plugin {c['plugin']})",
+                      caption=f"{c['description']}\n{c['call']}" if c["description"] else c["call"],
+                      title_justify="left", caption_justify="left")
+        for column in ("option", "type", "default", "limits", "help"):
+            table.add_column(column)
+        for name, option in c["options"].items():
+            table.add_row(name, option["type"], json.dumps(option["default"]), _limits(option),
+                          option["help"])
+        for key, value in c.get("config", {}).items():  # an architecture's --set keys
+            table.add_row(f"--set {key}", value["type"], json.dumps(value["default"]), "", "")
+        tables.append(table)
+    return tables
+
+
+def summary_tables(payload: dict[str, Any]) -> list[Any]:
+    """The plugins table and the components table of plain `aegen plugins`."""
+    from rich.table import Table
+
+    plugins = Table(title="Plugins")
+    for column in ("plugin", "distribution", "version", "status", "registers"):
+        plugins.add_column(column)
+    for p in payload["plugins"]:
+        names = ", ".join(n for names in p["registered"].values() for n in names)
+        status = p["status"] if not p["error"] else f"{p['status']}: {p['error']}"
+        status += "".join(f"\nwarning: {w}" for w in p.get("warnings", []))
+        plugins.add_row(p["name"], p["distribution"], p["version"], status, names)
+    parts = Table(title="Components")
+    for column in ("kind", "name", "plugin", "description"):
+        parts.add_column(column)
+    for c in payload["components"]:
+        parts.add_row(c["kind"], c["name"], c["plugin"], c["description"])
+    return [plugins, parts]

@@ -1,0 +1,71 @@
+"""Schedules named with their options: "sigmoid(k=12.0)".
+
+A schedule may declare `Option`s as a sampler does. The text "NAME(KEY=VALUE, ...)" names a
+schedule together with the options it runs with; it is what a sampler's `schedule` option holds,
+what results and checkpoints record, and what `get_schedule` binds into a plain `(n, steps)`
+function. A plain name is the schedule with its defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import ConfigError
+
+_TEXT = re.compile(r"\s*([^\s(),=]+)\s*(?:\((.*)\))?\s*")
+
+
+def split(text: str) -> tuple[str, dict[str, str]]:
+    """("sigmoid", {"k": "12"}) from "sigmoid(k=12)"; a plain name has no options."""
+    found = _TEXT.fullmatch(text)
+    if not found:
+        raise ConfigError(
+            f"cannot read the schedule {text!r}: write NAME or NAME(KEY=VALUE, ...), "
+            "e.g. sigmoid(k=12)"
+        )
+    name, inside = found.group(1), found.group(2)
+    options: dict[str, str] = {}
+    for item in filter(str.strip, (inside or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"cannot read the schedule {text!r}: {item.strip()!r} is not KEY=VALUE"
+            )
+        options[key.strip()] = value.strip()
+    return name, options
+
+
+def join(name: str, options: Mapping[str, Any]) -> str:
+    """"sigmoid(k=12.0)": the options in name order; a plain name without any."""
+    if not options:
+        return name
+    return name + "(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+
+
+def _resolved(text: str, what: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The schedule component `text` names, its options with defaults, and those `text` gives."""
+    from .options import resolve_options
+    from .plugins import get_registry
+
+    name, given = split(text)
+    schedule = get_registry().schedule(name)
+    owner = f"schedule {name!r}"
+    if given and not schedule.options:
+        raise ConfigError(f"{what}: {owner} takes no options, got {', '.join(sorted(given))}")
+    values = resolve_options(schedule.options, given, owner)
+    return schedule, values, {k: values[k] for k in given}
+
+
+def canonical(text: str, what: str = "schedule") -> str:
+    """`text` checked against the schedule's declared options and written canonically."""
+    schedule, _, given = _resolved(text, what)
+    return join(schedule.name, given)
+
+
+def bind(text: str) -> Callable[[int, int], tuple[float, float]]:
+    """The schedule `text` names as a function (n, steps) -> (c, d), its options bound."""
+    schedule, values, _ = _resolved(text, "schedule")
+    return functools.partial(schedule.fn, **values) if values else schedule.fn
