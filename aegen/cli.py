@@ -31,6 +31,7 @@ FLAGS = {
     "inputs": "--input",
     "kind": "--noise",
     "checkpoint": "-c/--checkpoint",
+    "yes": "-y/--yes",
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, UsageError
+from .errors import AegenError, ConfigError, PluginError, UsageError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -53,7 +53,8 @@ class Option:
     int, float or str), help, and accepted values. `check(value)` is called with the converted
     value after `choices`, `min` and `max`; its return value is ignored, and a ConfigError,
     UsageError or ValueError it raises becomes a ConfigError prefixed with the option's name
-    and owner ("option 'k' of schedule 'sigmoid': ...")."""
+    and owner ("option 'k' of schedule 'sigmoid': ..."); any other exception is the plugin's
+    bug, a PluginError naming the option."""
 
     default: Any
     help: str = ""
@@ -81,6 +82,12 @@ class Option:
                 self.check(parsed)
             except (UsageError, ValueError) as exc:  # say which option of what was wrong
                 raise ConfigError(f"{what}: {exc}") from None
+            except AegenError:
+                raise
+            except Exception as exc:  # a bug in the plugin's check, not the user's value
+                raise PluginError(
+                    f"the check of {what} failed: {type(exc).__name__}: {exc}"
+                ) from exc
         return parsed
 
     def problem(self) -> str | None:

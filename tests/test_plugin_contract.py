@@ -347,3 +347,40 @@ def test_non_finite_final_images_are_a_warning(site, tiny_checkpoint):
         "sampler 'nan' (plugin 'aegen_runtime') produced NaN or infinite values in its final "
         "images; they are written as they are (black or white pixels)"
     ]
+
+
+# -- Option ---------------------------------------------------------------------------------
+
+
+def test_an_option_check_refuses_with_its_message_prefixed_and_a_broken_check_is_the_plugins():
+    from aegen.api import Option
+
+    def at_most_three(value):
+        if value > 3:
+            raise ValueError("at most 3 cycles fit in a run")
+        return "ignored"
+
+    cycles = Option(2, "restart cycles", check=at_most_three)
+    assert cycles.parse("3", "option 'cycles' of sampler 'restart'") == 3
+    with pytest.raises(ConfigError) as refused:
+        cycles.parse("4", "option 'cycles' of sampler 'restart'")
+    said = "option 'cycles' of sampler 'restart': at most 3 cycles fit in a run"
+    assert str(refused.value) == said
+    broken = Option(2, check=lambda value: value.no_such_attribute)
+    failed = "the check of option 'cycles' of sampler 'restart' failed: AttributeError"
+    with pytest.raises(PluginError, match=failed):
+        broken.parse("1", "option 'cycles' of sampler 'restart'")
+
+
+@pytest.mark.parametrize("option,problem", [
+    ((["a"],), "default of type list"),
+    ((1.0,), None),
+    ((1, "", (1, 2.5)), "has choice 2.5, not a int like its default"),
+    ((1.0, "", None, "0"), "has min='0'; limits must be numbers"),
+    ((1.0, "", None, None, None, "not callable"), "which is not callable"),
+])
+def test_an_option_declaration_is_checked(option, problem):
+    from aegen.api import Option
+
+    found = Option(*option).problem()
+    assert (found is None) if problem is None else (problem in found)
