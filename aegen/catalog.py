@@ -87,7 +87,9 @@ def summary_tables(payload: dict[str, Any]) -> list[Any]:
     for p in payload["plugins"]:
         names = ", ".join(n for names in p["registered"].values() for n in names)
         status = p["status"] if not p["error"] else f"{p['status']}: {p['error']}"
-        status += "".join(f"\nwarning: {w}" for w in p.get("warnings", []))
+        count = len(p.get("warnings", []))
+        if count:  # each is on stderr as the plugin loads, and in --json
+            status += f", {count} warning{'s' if count > 1 else ''}"
         plugins.add_row(p["name"], p["distribution"], p["version"], status, names)
     parts = Table(title="Components")
     for column in ("kind", "name", "plugin", "description"):

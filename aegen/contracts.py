@@ -52,7 +52,11 @@ def checked_hooks(
             if message is None:
                 good[attr] = fn
             else:
-                problems.append(" ".join(message.split()))
+                takes = "app" if hook == "register_commands" else "register"
+                problems.append(
+                    f"hook `{attr}` is refused by pluggy, which passes its argument by name "
+                    f"(`{takes}`): " + " ".join(message.split())
+                )
         elif marked or attr.startswith("register_") and _near_hook(attr):
             problems.append(f"defines `{attr}`, which is no aegen hook; {_suggest(hook)}")
     return types.SimpleNamespace(**good), problems

@@ -323,7 +323,8 @@ def _stager(
         try:
             entry = _component(kind, plugin, name, fn, description, extras, staged)
         except (TypeError, ValueError) as exc:
-            problems.append(f"cannot register {what}: {exc}; left out")
+            reason = str(exc).removeprefix(f"{what}: ")
+            problems.append(f"cannot register {what}: {reason}; left out")
             return
         trouble = contracts.call_problems(kind, fn, entry.options)
         if trouble:
