@@ -77,7 +77,7 @@ class Kind:
         """How aegen calls the registered callable: `sampler(model, x, *, steps, noise,
         **options)`, for messages and docs."""
         parts = list(self.positional)
-        if self.keywords or "options" in self.extras:
+        if self.keywords:
             parts.append("*")
         parts += self.keywords
         if "options" in self.extras:

@@ -203,7 +203,10 @@ def _lockstep(runs: list[Iterator[torch.Tensor]], sizes: list[int], checked: Che
             with _plugin_code(checked, f"at step {step}"), torch.inference_mode():
                 frames = [next(run) for run in runs]  # inference mode only around its code
         except StopIteration:
-            done = "yielded no frames" if step == 1 else f"stopped after {step - 1} frames"
+            made = step - 1
+            done = "yielded no frames" if made == 0 else (
+                f"stopped after {made} frame{'s' if made > 1 else ''}"
+            )
             raise PluginError(
                 f"{_blame(checked)} {done}, but {draw.steps} steps were asked for: a sampler "
                 "yields exactly one frame per step"

@@ -297,7 +297,7 @@ RUNTIME = """
 RUNTIME_CASES = [
     ("small", 1, "yielded a frame of shape (2, 3, 8, 8) at step 1; expected (2, 3, 16, 16)"),
     ("silent", 1, "yielded no frames, but 3 steps were asked for"),
-    ("short", 1, "stopped after 1 frames, but 3 steps were asked for"),
+    ("short", 1, "stopped after 1 frame, but 3 steps were asked for"),
     ("returns", 1, "returned a Tensor, not an iterator of frames"),
     ("crashes", 1, "failed at step 1: ZeroDivisionError: division by zero"),
     ("needs-start", 2, "needs starting images (--input)"),
