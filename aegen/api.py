@@ -14,6 +14,7 @@ from .errors import AegenError, CheckpointError, ConfigError, DataError, PluginE
 from .hookspecs import API_VERSION, KIND_TABLE, hookimpl
 from .options import Option
 from .plugins import get_registry as _get_registry
+from .plugins import reset_registry as _reset_registry
 
 _LAZY = {
     "Noise": "aegen.noise",
@@ -62,6 +63,7 @@ __all__ = [
     "UsageError",
     "get_component",
     "get_schedule",
+    "reload_plugins",
     "hookimpl",
     *_LAZY,
 ]
@@ -77,6 +79,12 @@ def get_component(kind: str, name: str) -> Any:
         known = ", ".join(sorted(k for k in _KIND_NAMES if not k.endswith("s")))
         raise UsageError(f"unknown kind {kind!r} (kinds: {known})")
     return _get_registry().get(key, name)
+
+
+def reload_plugins() -> None:
+    """Forget the loaded plugins, so the next use loads them again: after installing one, or
+    putting a folder of distributions on sys.path, in a running process (a plugin's tests)."""
+    _reset_registry()
 
 
 def get_schedule(name: str) -> Callable[[int, int], tuple[float, float]]:

@@ -54,6 +54,8 @@ def _limits(option: dict[str, Any]) -> str:
         parts.append(f">= {option['min']}")
     if option["max"] is not None:
         parts.append(f"<= {option['max']}")
+    if option.get("check"):
+        parts.append(f"checked by {option['check']}")
     return "; ".join(parts)
 
 

@@ -116,7 +116,8 @@ class Option:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        """The option as `aegen plugins --verbose --json` shows it."""
+        """The option as `aegen plugins --verbose --json` shows it; `check` is the name of
+        its check function (None without one)."""
         return {
             "type": self.type_name,
             "default": self.default,
@@ -124,6 +125,7 @@ class Option:
             "choices": list(self.choices) if self.choices is not None else None,
             "min": self.min,
             "max": self.max,
+            "check": getattr(self.check, "__name__", repr(self.check)) if self.check else None,
         }
 
 
@@ -167,13 +169,18 @@ def _fold_schedule_options(
     rest = {k: v for k, v in given.items() if "." not in k}
     for key in dotted:
         if key.split(".", 1)[0] != "schedule" or "schedule" not in declared:
+            known = ", ".join(sorted(declared)) or "none"
             raise ConfigError(
-                f"{owner} has no option {key!r} (KEY.NAME options set options of the schedule "
-                "a sampler or objective takes: schedule.NAME)"
+                f"{owner} has no option {key!r}: schedule.KEY sets an option of the schedule "
+                f"named by an option 'schedule', which {owner} lacks (its options: {known})"
             )
     if "schedule" not in declared or not (dotted or "(" in str(rest.get("schedule", ""))):
         return rest
-    name, options = split(str(rest.get("schedule", declared["schedule"].default)))
-    options.update({k.split(".", 1)[1]: v for k, v in dotted.items()})
-    rest["schedule"] = canonical(join(name, options), f"option 'schedule' of {owner}")
+    what = f"option 'schedule' of {owner}"
+    try:
+        name, options = split(str(rest.get("schedule", declared["schedule"].default)))
+        options.update({k.split(".", 1)[1]: v for k, v in dotted.items()})
+        rest["schedule"] = canonical(join(name, options))
+    except UsageError as exc:  # as the option's own check would say it
+        raise type(exc)(f"{what}: {exc}", parameters=exc.parameters) from None
     return rest

@@ -45,7 +45,7 @@ def join(name: str, options: Mapping[str, Any]) -> str:
     return name + "(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
 
 
-def _resolved(text: str, what: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def _resolved(text: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The schedule component `text` names, its options with defaults, and those `text` gives."""
     from .options import resolve_options
     from .plugins import get_registry
@@ -54,18 +54,18 @@ def _resolved(text: str, what: str) -> tuple[Any, dict[str, Any], dict[str, Any]
     schedule = get_registry().schedule(name)
     owner = f"schedule {name!r}"
     if given and not schedule.options:
-        raise ConfigError(f"{what}: {owner} takes no options, got {', '.join(sorted(given))}")
+        raise ConfigError(f"{owner} takes no options, got {', '.join(sorted(given))}")
     values = resolve_options(schedule.options, given, owner)
     return schedule, values, {k: values[k] for k in given}
 
 
-def canonical(text: str, what: str = "schedule") -> str:
+def canonical(text: str) -> str:
     """`text` checked against the schedule's declared options and written canonically."""
-    schedule, _, given = _resolved(text, what)
+    schedule, _, given = _resolved(text)
     return join(schedule.name, given)
 
 
 def bind(text: str) -> Callable[[int, int], tuple[float, float]]:
     """The schedule `text` names as a function (n, steps) -> (c, d), its options bound."""
-    schedule, values, _ = _resolved(text, "schedule")
+    schedule, values, _ = _resolved(text)
     return functools.partial(schedule.fn, **values) if values else schedule.fn

@@ -181,7 +181,8 @@ def test_schedule_options_are_set_from_the_command_line(site, tiny_checkpoint, t
     wrong = run_aegen(*common, "--schedule", "sigmoid", "-O", "schedule.q=1", env=env)
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == (
-        "aegen: error: schedule 'sigmoid' has no option 'q' (its options: k)"
+        "aegen: error: option 'schedule' of sampler 'schedule': schedule 'sigmoid' has no "
+        "option 'q' (its options: k)"
     )
 
 
@@ -194,8 +195,9 @@ def test_plugins_verbose_json_shows_every_option_with_type_default_limits_and_he
     components = {(c["kind"], c["name"]): c for c in json.loads(result.stdout)["components"]}
     assert components[("schedule", "sigmoid")]["options"]["k"] == {
         "type": "float", "default": 10.0, "help": "steepness of the ramp",
-        "choices": None, "min": 0.0, "max": None,
+        "choices": None, "min": 0.0, "max": None, "check": None,
     }
+    assert components[("sampler", "schedule")]["options"]["schedule"]["check"] == "get_schedule"
     sigma = components[("sampler", "schedule")]["options"]["sigma"]
     assert sigma["type"] == "float" and sigma["min"] == 0.0 and sigma["help"]
     call = components[("sampler", "walk")]["call"]
@@ -245,6 +247,33 @@ def test_generate_and_walk_help_name_installed_samplers_and_schedules_without_to
     if command == "generate":
         assert "Installed: cosine, linear, sigmoid." in text
     assert text.endswith("torch imported: False")
+
+
+def test_reload_plugins_lets_a_running_process_see_a_plugin_put_on_its_path(tmp_path,
+                                                                           monkeypatch):
+    folder = tmp_path / "later"
+    folder.mkdir()
+    try:
+        with pytest.raises(api.UsageError, match="unknown schedule 'sigmoid'"):
+            api.get_schedule("sigmoid")
+        make_distribution(folder, "aegen-sigmoid", "aegen_sigmoid", SIGMOID)
+        monkeypatch.syspath_prepend(str(folder))
+        api.reload_plugins()
+        assert api.get_component("schedule", "sigmoid").plugin == "aegen_sigmoid"
+    finally:
+        monkeypatch.undo()
+        api.reload_plugins()
+
+
+def test_a_dotted_option_needs_a_schedule_option_to_address():
+    from aegen.sampling import check_sampler
+
+    with pytest.raises(ConfigError) as refused:
+        check_sampler("walk", {"schedule.k": "1"})
+    assert str(refused.value) == (
+        "sampler 'walk' has no option 'schedule.k': schedule.KEY sets an option of the "
+        "schedule named by an option 'schedule', which sampler 'walk' lacks (its options: eps)"
+    )
 
 
 def test_dir_of_the_api_lists_the_lazy_names_and_only_public_ones():
