@@ -37,7 +37,10 @@ def checked_hooks(
     good: dict[str, Any] = {}
     problems: list[str] = []
     for attr in sorted(dir(plugin)):
-        fn = getattr(plugin, attr, None)
+        try:
+            fn = getattr(plugin, attr, None)
+        except Exception:  # a lazy attribute that cannot load (an optional dependency)
+            continue
         if not inspect.isroutine(fn):
             continue
         marked = getattr(fn, MARK, None) is not None
@@ -57,9 +60,17 @@ def checked_hooks(
                     f"hook `{attr}` is refused by pluggy, which passes its argument by name "
                     f"(`{takes}`): " + " ".join(message.split())
                 )
-        elif marked or attr.startswith("register_") and _near_hook(attr):
+        elif marked or attr.startswith("register_") and _near_hook(attr) and _one_argument(fn):
             problems.append(f"defines `{attr}`, which is no aegen hook; {_suggest(hook)}")
     return types.SimpleNamespace(**good), problems
+
+
+def _one_argument(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` takes one argument, as a hook does (a helper taking more is no hook)."""
+    try:
+        return len(inspect.signature(fn).parameters) == 1
+    except (TypeError, ValueError):
+        return True
 
 
 def _near_hook(name: str) -> bool:
@@ -72,14 +83,17 @@ def _suggest(name: str) -> str:
     return hint + "(hooks: " + ", ".join(HOOKS) + ")"
 
 
-def pluggy_message(manager_factory: Callable[[], pluggy.PluginManager]) -> Callable[..., Any]:
-    """A `validate` for `checked_hooks`: pluggy's own verdict on one hook function, from a
-    scratch manager, so a refusal is pluggy's whole message and the real manager stays clean."""
+def pluggy_message(
+    manager_factory: Callable[[], pluggy.PluginManager], plugin: str
+) -> Callable[..., Any]:
+    """A `validate` for `checked_hooks`: pluggy's own verdict on one hook function of
+    `plugin`, from a scratch manager, so a refusal is pluggy's whole message and the real
+    manager stays clean."""
 
     def validate(attr: str, fn: Callable[..., Any]) -> str | None:
         scratch = manager_factory()
         try:
-            scratch.register(types.SimpleNamespace(**{attr: fn}), name=attr)
+            scratch.register(types.SimpleNamespace(**{attr: fn}), name=plugin)
         except pluggy.PluginValidationError as exc:
             return str(exc)
         return None
@@ -127,12 +141,14 @@ def generator_problem(kind: Kind, fn: Callable[..., Any]) -> str | None:
     if not kind.generator:
         return None
     target = fn.func if isinstance(fn, functools.partial) else inspect.unwrap(fn)
+    if inspect.isclass(target) and hasattr(target, "__next__"):
+        return None  # its instances are iterators of frames
     call = type(target).__call__ if not inspect.isroutine(target) else None
     if inspect.isgeneratorfunction(target) or inspect.isgeneratorfunction(call):
         return None
     return (
         "is not a generator function: yield one frame per step (`yield frame`), do not "
-        "return a tensor"
+        "return a tensor (a wrapper that returns a generator should use functools.wraps)"
     )
 
 

@@ -137,6 +137,11 @@ def read_with(
             f"data source {chosen.name!r} (plugin {chosen.plugin!r}) failed on "
             f"{path}: {type(exc).__name__}: {exc}"
         ) from exc
+    if not isinstance(images, ImageSet):
+        raise PluginError(
+            f"data source {chosen.name!r} (plugin {chosen.plugin!r}) returned a "
+            f"{type(images).__name__} for {path}, not an aegen.api.ImageSet"
+        )
     images.source = chosen.name
     return images
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .console import Reporter
 from .distributed import SINGLE, Context
-from .errors import AegenError
+from .errors import AegenError, PluginError
 from .precision import FastPath, to_memory_format
 from .settings import TrainSettings
 
@@ -80,8 +80,10 @@ class Learner:
         where = f"objective {self.objective.name!r} (plugin {self.objective.plugin!r})"
         try:
             given = self.objective.fn(clean, generator=draws, **self.objective_options)
+        except AegenError:  # e.g. a schedule it uses failed, named already
+            raise
         except Exception as exc:
-            raise AegenError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
         if not isinstance(given, torch.Tensor) or given.shape != clean.shape:
             raise AegenError(f"{where} must return a tensor of shape {list(clean.shape)}")
         return given

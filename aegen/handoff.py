@@ -34,5 +34,9 @@ def sampler_for_run(
     inherited = {k: v for k, v in inherited_options(info, sampler).items() if k not in given}
     if inherited:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(inherited.items()))
-        reporter.info(f"sampler {sampler!r}: {shown} from the checkpoint's training objective")
+        changed = sorted(k for k in given if k.split(".", 1)[0] in inherited and "." in k)
+        then = "".join(f", then {k}={given[k]} as given" for k in changed)
+        reporter.info(
+            f"sampler {sampler!r}: {shown} from the checkpoint's training objective{then}"
+        )
     return check_sampler(sampler, {**inherited, **given})

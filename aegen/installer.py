@@ -185,6 +185,19 @@ def _installed_here(where: Path, name: str) -> bool:
     return any((root / f"{name}.egg-link").is_file() for root in roots)
 
 
+def _hint(name: str) -> str:
+    """Where `name` is a plugin's name, not its distribution's: the distribution to give."""
+    from .plugins import _normal
+
+    owners = sorted({
+        plugin["distribution"] for plugin in _plugins(load=False).values()
+        if _normal(plugin["name"]) == _normal(name) and not plugin["builtin"]
+    })
+    if not owners:
+        return ""
+    return f" (plugin {name!r} comes from the distribution {owners[0]}: uninstall that)"
+
+
 def _removable(package: str, force: bool) -> dict[str, Any]:
     """The distribution `package` as `_located` describes it, if aegen may remove it: installed,
     in this environment, and (unless `force`) an aegen plugin other than aegen itself. Else
@@ -195,7 +208,7 @@ def _removable(package: str, force: bool) -> dict[str, Any]:
     name = _name(package)
     where = _located(name)
     if not where:
-        raise AegenError(f"cannot uninstall {name}: it is not installed")
+        raise AegenError(f"cannot uninstall {name}: it is not installed{_hint(name)}")
     dist = where[0]
     if not _installed_here(Path(dist["where"]), dist["name"]):
         raise AegenError(

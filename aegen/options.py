@@ -108,7 +108,7 @@ class Option:
                 self.choices, Iterable
             ):
                 return f"has choices={self.choices!r}; choices must be a tuple of values"
-            wrong = [c for c in self.choices if type(c) is not type(self.default)]
+            wrong = [c for c in self.choices if not _same_type(c, self.default)]
             if wrong:
                 return f"has choice {wrong[0]!r}, not a {self.type_name} like its default"
         if self.check is not None and not callable(self.check):
@@ -127,6 +127,13 @@ class Option:
             "max": self.max,
             "check": getattr(self.check, "__name__", repr(self.check)) if self.check else None,
         }
+
+
+def _same_type(value: Any, like: Any) -> bool:
+    """Whether `value` is of `like`'s type (an int counts as a float)."""
+    if type(like) is float and type(value) is int:
+        return True
+    return type(value) is type(like)
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:

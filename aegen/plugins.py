@@ -230,8 +230,9 @@ class Registry:
         """Register `module` as plugin `info.name` and collect what its hooks register."""
         if info not in self.plugins:
             self.plugins.append(info)
-        hooks, problems = contracts.checked_hooks(module, contracts.pluggy_message(_manager))
         try:
+            validate = contracts.pluggy_message(_manager, info.name)
+            hooks, problems = contracts.checked_hooks(module, validate)
             self.manager.register(hooks, name=info.name)
         except Exception as exc:  # anything pluggy refuses that the checks above let through
             self._fail(info, f"is not a valid plugin: {_describe(exc)}", strict)

@@ -139,10 +139,17 @@ def sample(
         try:
             yield from _lockstep(runs, [c.stop - c.start for c in mine], checked, draw)
         finally:
-            for run in runs:  # aegen takes exactly `steps` frames, then ends the sampler
-                close = getattr(run, "close", None)
-                if close is not None:
-                    close()
+            _close(runs, checked)
+
+
+def _close(runs: list[Iterator[torch.Tensor]], checked: CheckedSampler) -> None:
+    """End each sampler: aegen takes exactly `steps` frames (a failing clean-up is the
+    plugin's failure, named)."""
+    for run in runs:
+        close = getattr(run, "close", None)
+        if close is not None:
+            with _plugin_code(checked, "when closed after its last frame"):
+                close()
 
 
 def _blame(checked: CheckedSampler) -> str:
@@ -187,6 +194,10 @@ class _plugin_code:
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, (AegenError, KeyboardInterrupt, StopIteration)):
             return False
+        if isinstance(exc, SystemExit):  # a plugin does not end aegen
+            raise PluginError(
+                f"{_blame(self.checked)} called sys.exit({exc.code!r}) {self.when}"
+            ) from exc
         if not isinstance(exc, Exception):
             return False
         raise PluginError(
@@ -213,9 +224,20 @@ def _lockstep(runs: list[Iterator[torch.Tensor]], sizes: list[int], checked: Che
             ) from None
         for frame, size in zip(frames, sizes):
             _check_frame(frame, (size, *draw.shape), checked, step)
+            _check_device(frame, torch.device(draw.device), checked, step)
         if not frames:  # a rank with no batch of its own
             frames = [torch.empty((0, *draw.shape), device=torch.device(draw.device))]
         yield frames[0] if len(frames) == 1 else torch.cat(frames)
+
+
+def _check_device(frame: torch.Tensor, device: torch.device, checked: CheckedSampler,
+                  step: int) -> None:
+    if frame.device.type != device.type or device.index not in (None, frame.device.index):
+        raise PluginError(
+            f"{_blame(checked)} yielded a frame on {frame.device} at step {step}; frames stay "
+            f"on the run's device, {device} (draw them through `noise`, or like the model's "
+            "output)"
+        )
 
 
 def _check_frame(frame: Any, shape: tuple[int, ...], checked: CheckedSampler, step: int) -> None:

@@ -84,8 +84,13 @@ def check_name(name: str) -> None:
         raise UsageError(f"`name` {name!r} would look like an aegen hook; choose another")
 
 
+ALIASES = {"data_source": "source", "data-source": "source"}  # as `aegen plugins` names it
+
+
 def check_kind(kind: str) -> Blueprint:
-    """The blueprint of `kind`, or a UsageError listing the kinds."""
+    """The blueprint of `kind` ("data_source" as `aegen plugins` says it is "source"), or a
+    UsageError listing the kinds."""
+    kind = ALIASES.get(kind, kind)
     if kind not in BLUEPRINTS:
         raise UsageError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}")
     return BLUEPRINTS[kind]
@@ -195,6 +200,7 @@ def new_plugin(
     passes its own tests as written."""
     check_name(name)
     check_kind(kind)
+    kind = ALIASES.get(kind, kind)
     folder = _target(dest, name, force)
     check_not_builtin(name, kind)
     files = render(name, kind)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConfigError
+from .errors import AegenError, ConfigError, PluginError
 
 _TEXT = re.compile(r"\s*([^\s(),=]+)\s*(?:\((.*)\))?\s*")
 
@@ -66,6 +66,24 @@ def canonical(text: str) -> str:
 
 
 def bind(text: str) -> Callable[[int, int], tuple[float, float]]:
-    """The schedule `text` names as a function (n, steps) -> (c, d), its options bound."""
+    """The schedule `text` names as a function (n, steps) -> (c, d), its options bound; its
+    failures and wrong results are the schedule plugin's, named."""
     schedule, values, _ = _resolved(text)
-    return functools.partial(schedule.fn, **values) if values else schedule.fn
+    weights = functools.partial(schedule.fn, **values) if values else schedule.fn
+    blame = f"schedule {join(schedule.name, values)!r} (plugin {schedule.plugin!r})"
+
+    def checked(n: int, steps: int) -> tuple[float, float]:
+        try:
+            c, d = weights(n, steps)
+            return float(c), float(d)
+        except AegenError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{blame} failed at n={n} of {steps}: {type(exc).__name__}: {exc}; a schedule "
+                "returns (c, d), two numbers"
+            ) from exc
+
+    checked.__name__ = checked.__qualname__ = schedule.name
+    checked.__doc__ = getattr(schedule.fn, "__doc__", None)
+    return checked

@@ -413,3 +413,155 @@ def test_an_option_declaration_is_checked(option, problem):
 
     found = Option(*option).problem()
     assert (found is None) if problem is None else (problem in found)
+
+
+# -- what a review of the contract found ----------------------------------------------------
+
+LAZY = """
+    from aegen.api import hookimpl
+
+    def __dir__():
+        return ["heavy", "register_schedules"]
+
+    def __getattr__(name):
+        if name == "heavy":
+            raise ImportError("heavy dependency missing")
+        raise AttributeError(name)
+
+    @hookimpl
+    def register_schedules(register):
+        register("flat", lambda n, steps: (0.5, 0.5))
+"""
+
+
+def test_a_plugin_whose_lazy_attributes_fail_still_loads_its_hooks(site, capsys):
+    make_distribution(site, "aegen-lazy", "aegen_lazy", LAZY)
+    registry = load()
+    assert plugin_named(registry, "aegen_lazy").status == "ok"
+    assert "flat" in registry.schedules and "internal error" not in capsys.readouterr().err
+
+
+VALID = """
+    import functools
+    from aegen.api import Option, hookimpl
+
+    class Walker:
+        def __init__(self, model, x, *, steps, noise, frac=0.5):
+            self.model, self.noise, self.left = model, noise, steps
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            if not self.left:
+                raise StopIteration
+            self.left -= 1
+            return self.model(self.noise.normal(0.5, 0.2))
+
+    def register_sampler(register, name):  # a helper, not a misspelled hook
+        register(name, Walker, options={"frac": Option(0.5, choices=(0, 0.5, 1))})
+
+    @hookimpl
+    def register_samplers(register):
+        register_sampler(register, "walker")
+"""
+
+
+def test_valid_plugins_get_no_warning(site):
+    make_distribution(site, "aegen-valid", "aegen_valid", VALID)
+    registry = load(strict=True)  # any warning would be an error
+    assert registry.sampler("walker").options["frac"].parse("1", "frac") == 1.0
+
+
+CLEANUP = """
+    import sys
+    from aegen.api import hookimpl
+
+    def badclose(model, x, *, steps, noise):
+        try:
+            for _ in range(steps):
+                yield model(noise.normal(0.5, 0.2))
+        finally:
+            raise ValueError("cleanup failed")
+
+    def exits(model, x, *, steps, noise):
+        sys.exit(3)
+        yield
+
+    def meta(model, x, *, steps, noise):
+        import torch
+        for _ in range(steps):
+            yield torch.empty((len(noise), *noise.shape), device="meta")
+
+    def overflow(n, steps, *, k=1.0):
+        import math
+        c = 1 / (1 + math.exp(k * n))
+        return c, 1 - c
+
+    @hookimpl
+    def register_samplers(register):
+        for fn in (badclose, exits, meta):
+            register(fn.__name__, fn)
+
+    @hookimpl
+    def register_schedules(register):
+        from aegen.api import Option
+        register("overflow", overflow, options={"k": Option(1.0)})
+"""
+
+CLEANUP_CASES = [
+    (["--sampler", "badclose"], "sampler 'badclose' (plugin 'aegen_cleanup') failed when closed "
+     "after its last frame: ValueError: cleanup failed"),
+    (["--sampler", "exits"], "sampler 'exits' (plugin 'aegen_cleanup') called sys.exit(3) at "
+     "step 1"),
+    (["--sampler", "meta"], "sampler 'meta' (plugin 'aegen_cleanup') yielded a frame on meta at "
+     "step 1; frames stay on the run's device, cpu"),
+    (["--schedule", "overflow(k=100000)"], "schedule 'overflow(k=100000.0)' (plugin "
+     "'aegen_cleanup') failed at n=1 of 3: OverflowError: math range error"),
+]
+
+
+@pytest.mark.parametrize("args,message", CLEANUP_CASES)
+def test_plugin_faults_at_run_time_are_the_plugins_exit_1(site, cli, tiny_checkpoint, tmp_path,
+                                                          args, message):
+    make_distribution(site, "aegen-cleanup", "aegen_cleanup", CLEANUP)
+    out = tmp_path / "grid.png"
+    status, _, err = cli("generate", "-c", tiny_checkpoint, *args, "--n", "2", "--steps", "3",
+                         "--out", out)
+    assert status == 1
+    assert err.strip().splitlines()[-1].startswith(f"aegen: error: {message}")
+    assert not out.exists()
+
+
+def test_the_hand_off_says_which_schedule_options_were_given_over_the_checkpoints(site):
+    from types import SimpleNamespace
+
+    from aegen.handoff import sampler_for_run
+
+    make_distribution(site, "aegen-sigmoid", "aegen_sigmoid", SIGMOID)
+    said: list[str] = []
+    reporter = SimpleNamespace(info=said.append)
+    trained = SimpleNamespace(objective={"name": "denoise", "options": {
+        "schedule": "sigmoid(k=12.0)", "mu": 0.7, "sigma": 0.2}})
+    checked = sampler_for_run("schedule", {"schedule.k": "3"}, trained, reporter)
+    assert checked.options["schedule"] == "sigmoid(k=3.0)"
+    assert said == ["sampler 'schedule': mu=0.7, schedule=sigmoid(k=12.0), sigma=0.2 from the "
+                    "checkpoint's training objective, then schedule.k=3 as given"]
+
+
+def test_a_data_source_must_return_an_image_set(site, tmp_path):
+    make_distribution(site, "aegen-bare", "aegen_bare", """
+        from aegen.api import hookimpl
+
+        def load(path, *, size, channels, on_image):
+            import torch
+            return torch.zeros(2, 1, size, size, dtype=torch.uint8)
+
+        @hookimpl
+        def register_data_sources(register):
+            register("bare", load)
+    """)
+    from aegen.data import read_with
+
+    with pytest.raises(PluginError, match="data source 'bare' .* returned a Tensor"):
+        read_with(load().data_source("bare"), tmp_path, 8, 1)
