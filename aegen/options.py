@@ -20,6 +20,8 @@ def coerce(value: Any, like: Any, what: str) -> Any:
     """
     kind = type(like)
     if like is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"{what} expects a finite number, got {value!r}")
         return value
     text = str(value).strip()
     try:

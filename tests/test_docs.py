@@ -24,6 +24,11 @@ PLUGINS_MD = (ROOT / "docs" / "plugins.md").read_text()
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 
 
+def flat(text: str) -> str:
+    """`text` with each run of whitespace (a line break included) as one space."""
+    return " ".join(text.split())
+
+
 def worked_example() -> str:
     block = re.search(
         r"<!-- example:start -->\n```python\n(.*?)```\n<!-- example:end -->", PLUGINS_MD, re.S
@@ -83,6 +88,51 @@ def test_plugin_guide_worked_example_from_the_command_line(example_site, tiny_ch
                      "--out", tmp_path / "g.png", "--json", env=env)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["options"]["schedule"] == "power(exponent=3.0)"
+
+
+def test_schedule_errors_through_a_schedule_option_carry_its_prefix(example_site, tiny_checkpoint):
+    """Reference, "Schedules with options": however the schedule is given, an error about it
+    says which sampler's `schedule` option it came through; `get_schedule` alone does not."""
+    model = load_checkpoint(tiny_checkpoint).model
+    prefix = "option 'schedule' of sampler 'renoise': "
+    bound = "option 'exponent' of schedule 'power' must be at least 0.0; got -1.0"
+    for options in ({"schedule": "power(exponent=-1)"}, {"schedule.exponent": "-1"},
+                    {"schedule": "power", "schedule.exponent": -1}):
+        with pytest.raises(api.ConfigError) as refused:
+            list(sample(model, "renoise", shape=(3, 16, 16), n=1, steps=1, options=options))
+        assert str(refused.value) == prefix + bound, options
+    with pytest.raises(api.ConfigError) as direct:
+        get_schedule("linear(k=3)")
+    assert str(direct.value) == "schedule 'linear' takes no options, got k"
+    assert f"`{direct.value}`" in flat(PLUGINS_MD)
+    with pytest.raises(api.ConfigError) as lacking:
+        list(sample(model, "walk", shape=(3, 16, 16), n=1, steps=1,
+                    options={"schedule.k": 1}))
+    assert str(lacking.value) == (
+        "sampler 'walk' has no option 'schedule.k': schedule.KEY sets an option of the schedule "
+        "named by an option 'schedule', which sampler 'walk' lacks (its options: eps)")
+    assert str(lacking.value) in flat(PLUGINS_MD)
+
+
+def test_reload_plugins_finds_a_distribution_put_on_sys_path(tmp_path, monkeypatch):
+    """Reference, "Test harness": plugins load once; `reload_plugins()` loads them again."""
+    plugins.reset_registry()
+    monkeypatch.setenv("AEGEN_LOAD_PLUGINS", "")
+    try:
+        with pytest.raises(api.UsageError, match="unknown sampler 'renoise'"):
+            api.get_component("sampler", "renoise")  # loads the plugins, without the example
+        monkeypatch.setenv("AEGEN_LOAD_PLUGINS", "aegen-example")  # read again on reloading
+        monkeypatch.setenv("AEGEN_STRICT_PLUGINS", "1")
+        site = tmp_path / "site"
+        site.mkdir()
+        make_distribution(site, "aegen-example", "aegen_example", worked_example())
+        monkeypatch.syspath_prepend(str(site))
+        with pytest.raises(api.UsageError):
+            api.get_component("sampler", "renoise")  # still the registry loaded before
+        api.reload_plugins()
+        assert api.get_component("sampler", "renoise").plugin == "aegen_example"
+    finally:
+        plugins.reset_registry()
 
 
 # -- the Reference matches the code ---------------------------------------------------------
@@ -151,6 +201,30 @@ def test_the_documented_signatures_are_the_real_ones():
     assert f'`aegen.api.API_VERSION` is `"{api.API_VERSION}"`' in PLUGINS_MD
 
 
+def test_the_reference_states_options_attributes_json_fields_and_conversions():
+    from aegen.options import Option
+
+    text = reference()
+    option = Option(1.0, "help", min=0.0, check=get_schedule)
+    for field in dataclasses.fields(Option):
+        assert f"`{field.name}`" in text, field.name
+    listed = "`type`, `default`, `help`, `choices`, `min`, `max`, and `check`"
+    assert listed in flat(text) and set(option.as_json()) == {
+        "type", "default", "help", "choices", "min", "max", "check"}
+    assert option.as_json()["check"] == "get_schedule"
+    assert "`option.parse(value, what)`" in text
+    what = "option 'x' of sampler 's'"
+    assert Option(1.0).parse(5, what) == 5.0 and type(Option(1.0).parse(5, what)) is float
+    assert Option(1).parse(5.0, what) == 5 and type(Option(1).parse(5.0, what)) is int
+    for default, value in [(1.0, True), (1, True), (1, 5.5), (1, "5.0"), (True, 2)]:
+        with pytest.raises(api.ConfigError):
+            Option(default).parse(value, what)
+    assert Option(True).parse(1, what) is True and Option("s").parse(5, what) == "5"
+    with pytest.raises(api.ConfigError) as refused:
+        Option(1.0).parse(True, "option 'beta' of sampler 'momentum'")
+    assert f"`{refused.value}`" in flat(text)
+
+
 # -- docs/cli.md shows real output ----------------------------------------------------------
 
 
@@ -172,6 +246,22 @@ def test_cli_md_plugins_json_is_what_aegen_prints():
     shown_show = marked_json("plugins-show")
     command = ["plugins", "show", "schedule", "--kind", "sampler", "--json"]
     assert shown_show == json.loads(run_aegen(*command, env={"AEGEN_LOAD_PLUGINS": ""}).stdout)
+
+
+@pytest.mark.parametrize("page", ["cli.md", "checkpoints.md"])
+def test_info_json_examples_are_what_aegen_prints(page):
+    """The `aegen info --json` example of the default model, as printed but for `path` (where
+    the package is installed)."""
+    text = (ROOT / "docs" / page).read_text()
+    block = re.search(r"<!-- info-json:start -->\n```json\n(.*?)```\n<!-- info-json:end -->",
+                      text, re.S)
+    assert block, f"docs/{page} lost its info-json example"
+    shown = json.loads(block.group(1))
+    printed = run_aegen("info", "--json")
+    assert printed.returncode == 0, printed.stderr
+    real = json.loads(printed.stdout)
+    assert Path(real.pop("path")).name == Path(shown.pop("path")).name == "default.safetensors"
+    assert shown == real
 
 
 # -- paths only a clone has -----------------------------------------------------------------

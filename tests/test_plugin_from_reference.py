@@ -7,13 +7,14 @@ with an option. Two more distributions hold the mistakes the Reference describes
 (a sampler that breaks the frame contract, a hook whose argument is misnamed) and `aegen_future`
 (an `AEGEN_API` that excludes this aegen).
 
-The docs say plugins load once, when aegen first uses its registry, and give no way to load a
-fresh registry in a running process. So nothing here loads these plugins into the pytest
-process. The `aegen` commands run through tests/conftest.py's `run_aegen` with the plugins'
-folders on PYTHONPATH, and only them named in AEGEN_LOAD_PLUGINS, so that whatever else is
-installed in this Python stays out. The checks of the Python API (marked `@api_check(...)`) run
-in one fresh interpreter per set of plugins, which executes this file and calls them in turn.
-The slow runs start together at the first test, on a few threads, to share the cores.
+When this was written the docs gave no way to load a fresh registry in a running process
+(`aegen.api.reload_plugins` came after, from this file's findings), so nothing here loads these
+plugins into the pytest process. The `aegen` commands run through tests/conftest.py's `run_aegen`
+with the plugins' folders on PYTHONPATH, and only them named in AEGEN_LOAD_PLUGINS, so that
+whatever else is installed in this Python stays out. The checks of the Python API (marked
+`@api_check(...)`) run in one fresh interpreter per set of plugins, which executes this file and
+calls them in turn. The slow runs start together at the first test, on a few threads, to share the
+cores.
 """
 
 from __future__ import annotations
@@ -507,7 +508,7 @@ def test_the_misnamed_hook_warning_is_word_for_word_the_documented_one(listing):
     [warning] = plugins["aegen_broken"]["warnings"]
     assert warning.endswith(
         "hook `register_objectives` is refused by pluggy, which passes its argument by name "
-        "(`register`): Plugin 'register_objectives' for hook 'register_objectives' hookimpl "
+        "(`register`): Plugin 'aegen_broken' for hook 'register_objectives' hookimpl "
         "definition: register_objectives(reg) Argument(s) {'reg'} are declared in the hookimpl "
         "but can not be found in the hookspec"
     )
