@@ -166,21 +166,19 @@ def test_a_schedule_takes_options_bound_by_get_schedule(site):
         api.get_schedule("linear(k=3)")
 
 
-def test_schedule_options_are_set_from_the_command_line(site, tiny_checkpoint, tmp_path):
+def test_schedule_options_are_set_from_the_command_line(site, cli, tiny_checkpoint, tmp_path):
     make_distribution(site, "aegen-sigmoid", "aegen_sigmoid", SIGMOID)
-    env = {"PYTHONPATH": str(site)}
     common = ["generate", "-c", tiny_checkpoint, "--n", "2", "--steps", "3", "--seed", "1"]
     made = run_aegen(*common, "--schedule", "sigmoid", "-O", "schedule.k=12",
-                     "--out", tmp_path / "a.png", "--json", env=env)
+                     "--out", tmp_path / "a.png", "--json", env={"PYTHONPATH": str(site)})
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["options"]["schedule"] == "sigmoid(k=12.0)"
-    written = run_aegen(*common, "--schedule", "sigmoid(k=12)", "--out", tmp_path / "b.png",
-                        env=env)
-    assert written.returncode == 0, written.stderr
+    status, _, err = cli(*common, "--schedule", "sigmoid(k=12)", "--out", tmp_path / "b.png")
+    assert status == 0, err
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    wrong = run_aegen(*common, "--schedule", "sigmoid", "-O", "schedule.q=1", env=env)
-    assert wrong.returncode == 2
-    assert wrong.stderr.strip() == (
+    status, _, err = cli(*common, "--schedule", "sigmoid", "-O", "schedule.q=1")
+    assert status == 2
+    assert err.strip() == (
         "aegen: error: option 'schedule' of sampler 'schedule': schedule 'sigmoid' has no "
         "option 'q' (its options: k)"
     )
