@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .console import printable
 from .errors import UsageError
 from .plugins import KINDS, Registry
 
@@ -59,22 +60,35 @@ def _limits(option: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _cell(value: Any) -> str:
+    """A plugin's text as a table shows it: control characters escaped (it cannot move the
+    cursor or forge lines) and rich markup escaped (it cannot restyle, or break, the table)."""
+    from rich.markup import escape
+
+    return escape(printable(value))
+
+
+def _row(table: Any, *values: Any) -> None:
+    table.add_row(*(_cell(v) for v in values))
+
+
 def component_tables(components: list[dict[str, Any]]) -> list[Any]:
     """One rich table per component: how it is called and its options or config."""
     from rich.table import Table
 
     tables = []
     for c in components:
-        table = Table(title=f"{c['kind']} {c['name']} (plugin {c['plugin']})",
-                      caption=f"{c['description']}\n{c['call']}" if c["description"] else c["call"],
+        caption = [c["description"], c["call"]] if c["description"] else [c["call"]]
+        table = Table(title=_cell(f"{c['kind']} {c['name']} (plugin {c['plugin']})"),
+                      caption="\n".join(_cell(line) for line in caption),
                       title_justify="left", caption_justify="left")
         for column in ("option", "type", "default", "limits", "help"):
             table.add_column(column)
         for name, option in c["options"].items():
-            table.add_row(name, option["type"], json.dumps(option["default"]), _limits(option),
-                          option["help"])
+            _row(table, name, option["type"], json.dumps(option["default"]), _limits(option),
+                 option["help"])
         for key, value in c.get("config", {}).items():  # an architecture's --set keys
-            table.add_row(f"--set {key}", value["type"], json.dumps(value["default"]), "", "")
+            _row(table, f"--set {key}", value["type"], json.dumps(value["default"]), "", "")
         tables.append(table)
     return tables
 
@@ -92,10 +106,10 @@ def summary_tables(payload: dict[str, Any]) -> list[Any]:
         count = len(p.get("warnings", []))
         if count:  # each is on stderr as the plugin loads, and in --json
             status += f", {count} warning{'s' if count > 1 else ''}"
-        plugins.add_row(p["name"], p["distribution"], p["version"], status, names)
+        _row(plugins, p["name"], p["distribution"], p["version"], status, names)
     parts = Table(title="Components")
     for column in ("kind", "name", "plugin", "description"):
         parts.add_column(column)
     for c in payload["components"]:
-        parts.add_row(c["kind"], c["name"], c["plugin"], c["description"])
+        _row(parts, c["kind"], c["name"], c["plugin"], c["description"])
     return [plugins, parts]

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, UsageError
+from .errors import AegenError, CheckpointError, UsageError
 from .files import atomic_output
 from .header import (  # noqa: F401  (the header's names, re-exported: one import for both)
     FORMAT,
@@ -30,7 +31,7 @@ from .header import (  # noqa: F401  (the header's names, re-exported: one impor
     _objective,
     read_checkpoint_info,
 )
-from .models import build_model
+from .models import IMAGE_KEYS, build_model
 from .plugins import get_registry
 
 
@@ -113,7 +114,8 @@ def weights_only(source: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 
 def _check_tensors(info: CheckpointInfo, model: Any) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """The file's tensors are exactly the model's: names, shapes and kinds of dtype."""
+    expected = {k: v for k, v in model.state_dict().items()}
     found = {k: s for k, s in info.tensors.items() if not k.startswith(TRAINING_PREFIXES)}
     where = f"{info.path} (architecture {info.architecture!r})"
     missing = sorted(set(expected) - set(found))
@@ -122,17 +124,49 @@ def _check_tensors(info: CheckpointInfo, model: Any) -> None:
     extra = sorted(set(found) - set(expected))
     if extra:
         raise CheckpointError(f"{where} has {len(extra)} unexpected tensor(s), first {extra[0]!r}")
-    for name, shape in expected.items():
-        if found[name] != shape:
+    for name, tensor in expected.items():
+        if found[name] != tuple(tensor.shape):
             raise CheckpointError(
                 f"{where}: tensor {name!r} has shape {list(found[name])}, the model needs "
-                f"{list(shape)}"
+                f"{list(tensor.shape)}"
+            )
+        dtype = info.dtypes.get(name) if info.dtypes else None
+        if dtype is not None and _dtype_kind(dtype) != _torch_kind(tensor.dtype):
+            raise CheckpointError(f"{where}: tensor {name!r} is {dtype}, the model needs "
+                                  f"{str(tensor.dtype).removeprefix('torch.')}")
+
+
+def _dtype_kind(dtype: str) -> str:
+    return "bool" if dtype == "BOOL" else "float" if dtype[0] in "FB" else "int"
+
+
+def _torch_kind(dtype: Any) -> str:
+    return "bool" if dtype == torch.bool else "float" if dtype.is_floating_point else "int"
+
+
+def _check_config(info: CheckpointInfo, defaults: dict[str, Any]) -> None:
+    """Every config key is the architecture's, with the type of its default."""
+    for key, value in info.config.items():
+        if key in IMAGE_KEYS:
+            continue
+        if key not in defaults:
+            raise CheckpointError(f"{info.path}: architecture {info.architecture!r} has no "
+                                  f"config key {key!r}")
+        like = defaults[key]
+        fits = (like is None or type(value) is type(like)
+                or type(like) is float and type(value) is int)
+        if not fits:
+            raise CheckpointError(
+                f"{info.path}: config key {key!r} of architecture {info.architecture!r} is "
+                f"{type(value).__name__} {value!r}, it takes a {type(like).__name__}"
             )
 
 
-def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> Checkpoint:
-    """Check a checkpoint completely, then build its model and load the weights into it."""
-    info = read_checkpoint_info(path)
+def check_against_architecture(info: CheckpointInfo) -> None:
+    """Build the model the config describes on the meta device (shapes, no memory) and compare
+    it with the file's tensors and parameter count, so that a few bytes of metadata never make
+    aegen allocate more than the file holds. An architecture that cannot be built on meta
+    (data-dependent initialisation) is compared after the real build instead."""
     registry = get_registry()
     if info.architecture not in registry.architectures:
         known = ", ".join(sorted(registry.architectures)) or "none"
@@ -141,6 +175,26 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> Checkpoint:
             f"{info.path} needs architecture {info.architecture!r}{source}, which is not "
             f"installed; installed architectures: {known}"
         )
+    _check_config(info, dict(registry.architecture(info.architecture).defaults))
+    try:
+        with torch.device("meta"):
+            model = build_model(info.architecture, info.config)
+    except UsageError as exc:
+        raise CheckpointError(f"{info.path}: its config cannot be built: {exc}") from None
+    except AegenError:
+        return  # not buildable on meta: load_checkpoint compares after the real build
+    _check_tensors(info, model)
+    count = sum(p.numel() for p in model.parameters())
+    if count != info.parameters:
+        raise CheckpointError(f"{info.path}: its metadata says {info.parameters} parameters, "
+                              f"its config builds {count}")
+
+
+def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> Checkpoint:
+    """Check a checkpoint completely (header, then the config against its tensors on the meta
+    device), then build its model and load the weights into it."""
+    info = read_checkpoint_info(path)
+    check_against_architecture(info)
     try:
         model = build_model(info.architecture, info.config)
     except UsageError as exc:
@@ -172,7 +226,11 @@ def load_optimizer_state(info: CheckpointInfo) -> dict[str, Any]:
     """The optimizer state_dict saved with a checkpoint, for resuming training."""
     if info.training_state is None:
         raise CheckpointError(f"{info.path} holds no training state, so it cannot be resumed")
-    saved = info.training_state["optimizer"]
+    saved = info.training_state.get("optimizer")
+    scalars = saved.get("scalars") if isinstance(saved, dict) else None
+    if not (isinstance(scalars, dict) and isinstance(saved.get("param_groups"), list)
+            and all(k.isdigit() and isinstance(v, dict) for k, v in scalars.items())):
+        raise CheckpointError(f"{info.path}: its training state's 'optimizer' is malformed")
     state: dict[int, dict[str, Any]] = {}
     with safe_open(str(info.path), framework="pt") as fh:
         for name in fh.keys():
@@ -181,6 +239,6 @@ def load_optimizer_state(info: CheckpointInfo) -> dict[str, Any]:
                 if not index.isdigit() or not key:
                     raise CheckpointError(f"{info.path}: malformed optimizer tensor {name!r}")
                 state.setdefault(int(index), {})[key] = fh.get_tensor(name)
-    for index, values in saved["scalars"].items():
+    for index, values in scalars.items():
         state.setdefault(int(index), {}).update(values)
     return {"state": state, "param_groups": saved["param_groups"]}

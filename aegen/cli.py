@@ -6,10 +6,12 @@ need it, so `aegen --help` and `aegen plugins` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,8 +98,10 @@ def _emit(payload: Any, as_json: bool, lines: list[str]) -> None:
     if as_json:
         print(json.dumps(payload, indent=2))
     else:
-        for line in lines:
-            print(line)
+        from .console import printable
+
+        for line in lines:  # a path may hold any character; --json gives it exactly
+            print(printable(line))
 
 
 def train_command(
@@ -297,6 +301,66 @@ Name = Annotated[
 ]
 
 
+NAME_MAX = 255  # bytes in a file name on common file systems: no template field is wider
+COPIES = 4  # float32 copies of every image a sampling run holds at once (state, frame, final, grid)
+PER_IMAGE_BYTES = 1024  # and per image: its seed, its paths, its share of the grid PNG
+
+
+def check_template(template: str | None, parameter: str) -> None:
+    """Refuse a file-name template whose fields would be wider than a file name may be, or
+    hold fields in their format (`{seed:>{index}}`), before anything is filled in: a
+    `{seed:>2000000000}` would build a 2 GB string first. Its other mistakes `expand` says."""
+    import re
+    from string import Formatter
+
+    try:
+        fields = [(f, spec or "") for _, f, spec, _ in Formatter().parse(template or "") if f]
+    except ValueError:
+        return
+    for field, spec in fields:
+        widths = [d.lstrip("0") for d in re.findall(r"\d+", spec)]
+        if "{" in spec:
+            why = "its format holds a field; give a fixed width, e.g. {index:04d}"
+        elif any(len(d) > 3 or d and int(d) > NAME_MAX for d in widths):
+            why = f"it would be wider than a file name ({NAME_MAX} characters)"
+        else:
+            continue
+        raise UsageError(f"`{parameter}` {template!r}: field {{{field}:{spec[:20]}}}: {why}",
+                         parameters=[parameter])
+
+
+def check_images_fit(checkpoint: Path | None, n: int) -> None:
+    """Refuse `n` images that would not fit in this machine's memory (the run holds each
+    COPIES times as float32), from the checkpoint's header, before a seed is drawn."""
+    from .defaults import resolve_checkpoint
+    from .header import read_checkpoint_info
+
+    if n < 1:
+        return  # the settings say what is wrong with it
+    info = read_checkpoint_info(resolve_checkpoint(checkpoint))
+    need = n * (COPIES * 4 * info.channels * info.size**2 + PER_IMAGE_BYTES)
+    have = _memory_bytes()
+    if need > have:
+        raise UsageError(
+            f"`n` {n}: {n} images of {info.channels}x{info.size}x{info.size} need about "
+            f"{_gib(need)} of memory, more than this machine's {_gib(have)}; sample them in "
+            "several runs, each with `seed` where the last one ended",
+            parameters=["n", "seed"],
+        )
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB"
+
+
 def _options(option: list[str] | None, **named: Any) -> dict[str, Any]:
     from .options import parse_assignments
 
@@ -358,6 +422,9 @@ def generate_command(
       aegen generate -c model.safetensors --every 10 --frames steps/
       torchrun --nproc-per-node 2 $(command -v aegen) generate -c model.safetensors --n 256 --batch-size 32 --out-dir samples
     """
+    check_template(out, "grid")  # before torch loads: a refusal is instant
+    check_template(name, "name")
+    check_images_fit(checkpoint, n)
     from .outputs import Outputs
     from .settings import Runtime, SamplingSettings
     from .tasks.generate import generate_files
@@ -465,6 +532,9 @@ def walk_command(
       aegen walk -c model.safetensors --noiseless --steps 300 --stats
       aegen walk -c model.safetensors --gif walk.gif --scale 4 --out last.png
     """
+    check_template(out, "grid")  # before torch loads: a refusal is instant
+    check_template(name, "name")
+    check_images_fit(checkpoint, n)
     from .outputs import Outputs
     from .settings import Runtime
     from .tasks.walk import WalkSettings, walk_files
@@ -959,7 +1029,7 @@ def info_command(
         f"resumable     {'yes' if info['resumable'] else 'no'}",
     ]
     lines += [f"{key:<14}{value}" for key, value in sorted(info["provenance"].items())]
-    print("\n".join(lines))
+    _print_lines(lines)
 
 
 def _one_checkpoint(positional: Path | None, option: Path | None) -> Path | None:
@@ -1001,7 +1071,14 @@ def _device_info(checkpoint: Path | None, batch_size: int, as_json: bool, quiet:
     ]
     lines.append(f"auto picks    {auto['reason'].removeprefix('auto: ')}")
     lines.append(f"measurements  {report['cache']} (delete it to measure again)")
-    print("\n".join(lines))
+    _print_lines(lines)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Lines for people on stdout, each one line whatever a checkpoint's strings hold."""
+    from .console import printable
+
+    print("\n".join(printable(line) for line in lines))
 
 
 def _objective_text(objective: dict[str, Any]) -> str:
@@ -1100,11 +1177,19 @@ def _fail(message: str, code: int) -> None:
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         time.sleep(USAGE_GRACE_S)
-    print(lines[0] if lines else "aegen: error", file=sys.stderr, flush=True)
+    from .console import printable
+
+    print(printable(lines[0]) if lines else "aegen: error", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
 USAGE_GRACE_S = 5.0
+
+
+def _one_line(text: Any) -> str:
+    from .console import printable
+
+    return printable(str(text).strip())
 
 
 DISTRIBUTED_COMMANDS = ("train", "generate", "walk")
@@ -1115,9 +1200,47 @@ def _click_kinds(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Python warnings (a library's: torch, PIL) said as `aegen: warning:` lines, one each,
+    escaped, not as the raw two-line form with a source line; the known harmless ones not at
+    all (HARMLESS_WARNINGS)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        from .console import Reporter
+
+        text = str(message).strip() or category.__name__
+        Reporter(stream=file).warn(_warning_text(category, text))
+
+    before = warnings.showwarning
+    warnings.showwarning = show
+    with warnings.catch_warnings():
+        for pattern, category in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", pattern, category)
+        try:
+            yield
+        finally:
+            warnings.showwarning = before
+
+
+# Warnings a run meets where nothing is wrong and the user can do nothing: (message regex, class).
+HARMLESS_WARNINGS: list[tuple[str, type[Warning]]] = []
+
+
+def _warning_text(category: type[Warning], text: str) -> str:
+    """What a library's warning says, for a user of aegen."""
+    if category.__name__ == "DecompressionBombWarning":  # PIL: an image of many pixels
+        return f"{text.rstrip('.')}; it is read anyway (PIL refuses twice that size)"
+    return f"{text} ({category.__name__})"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `aegen` script: one line on stderr and an exit code for every error."""
-    args = sys.argv[1:] if argv is None else argv
+    with _warnings_as_lines():
+        _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(args: list[str]) -> None:
     if args[:1] in (["install"], ["uninstall"]) and "AEGEN_LOAD_PLUGINS" not in os.environ:
         # Never let a broken third-party plugin stand in the way of (un)installing it.
         os.environ["AEGEN_LOAD_PLUGINS"] = ""
@@ -1132,12 +1255,15 @@ def main(argv: list[str] | None = None) -> None:
         command = build_command()
         with stop_on_sigterm():
             code = command.main(args=args, prog_name="aegen", standalone_mode=False)
-    except AegenError as exc:
-        _fail(f"aegen: error: {shell_message(exc)}", exc.exit_code)
+    except AegenError as exc:  # all of it on one line: a name in it may hold a newline
+        _fail(f"aegen: error: {_one_line(shell_message(exc))}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("aegen: interrupted", 130)
+    except MemoryError:
+        _fail("aegen: error: out of memory: ask for fewer or smaller images, or a smaller "
+              "batch size", 1)
     except OSError as exc:  # a file that cannot be read or written: the user's to fix
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        where = f"{_one_line(exc.filename)}: " if getattr(exc, "filename", None) else ""
         _fail(f"aegen: error: {where}{exc.strerror or exc}", 1)
     except Exception as exc:
         kinds = _click_kinds(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,30 @@ PLAIN_INTERVAL_S = 10.0
 INTERVAL_ENV = "AEGEN_PROGRESS_INTERVAL"
 
 _clock = time.monotonic  # tests replace it with a clock they move
+
+# What a terminal would act on instead of showing: C0 and C1 controls (ESC starts the
+# sequences that move the cursor, recolour or retitle), DEL, the line and paragraph separators,
+# the bidirectional overrides that reorder what is shown, and lone surrogates (an undecodable
+# byte of a file name), which a strict stream cannot even encode.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: object) -> str:
+    """`text` as one line that shows what it holds and does nothing else on a terminal:
+    each control character (newline, ESC, ...) written as its escape (\\n, \\x1b, \\u202e).
+    For every string from outside (a checkpoint, a plugin, a file name) printed for people;
+    JSON output stays exact."""
+    return _UNSAFE.sub(_escape, str(text))
 
 
 class Task:
@@ -92,7 +117,8 @@ class PlainTask(Task):
         if self.lines:
             elapsed = _clock() - self.started
             print(
-                f"{self.description}: {self._count()} in {_duration(elapsed)}{self._extras()}",
+                printable(f"{self.description}: {self._count()} in {_duration(elapsed)}"
+                          + self._extras()),
                 file=self.stream,
                 flush=True,
             )
@@ -103,7 +129,7 @@ class PlainTask(Task):
         if self.total is not None and 0 < self.completed <= self.total:
             left = elapsed / self.completed * (self.total - self.completed)
             line += f", about {_duration(left)} left"
-        print(line + self._extras(), file=self.stream, flush=True)
+        print(printable(line + self._extras()), file=self.stream, flush=True)
         self.lines += 1
         self._due = now + self.interval
 
@@ -155,10 +181,11 @@ class Reporter:
     def info(self, message: str) -> None:
         """A log line, unless quiet. On a terminal, shown even while a bar is live."""
         if not self.quiet:
-            print(self.words(message), file=self.stream, flush=True)
+            print(printable(self.words(message)), file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"aegen: warning: {self.words(message)}", file=self.stream, flush=True)
+        """A warning, also when quiet; one line whatever the message holds."""
+        print(f"aegen: warning: {printable(self.words(message))}", file=self.stream, flush=True)
 
     def words(self, message: str) -> str:
         """A message with each `parameter` it marks named as this reporter's reader knows it:

@@ -22,8 +22,13 @@ def coerce(value: Any, like: Any, what: str) -> Any:
     if like is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         if kind is float and not math.isfinite(value):
             raise ConfigError(f"{what} expects a finite number, got {value!r}")
-        return value
+        return _bounded(value, what) if kind is int else value
+    if isinstance(value, int) and not isinstance(value, bool) and kind in (int, str):
+        value = _bounded(value, what)  # before str(): Python will not write out 4300+ digits
     text = str(value).strip()
+    digits = text.lstrip("+-0")
+    if kind is int and digits.isdigit() and len(digits) > len(str(INT_LIMIT)):
+        raise ConfigError(f"{what} {INT_RANGE}; got a number of {len(text)} characters")
     try:
         if kind is bool:
             if text.lower() in _TRUE:
@@ -33,8 +38,8 @@ def coerce(value: Any, like: Any, what: str) -> Any:
             raise ValueError
         if kind is int:
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            return int(text)
+                return _bounded(int(value), what)
+            return _bounded(int(text), what)
         if kind is float:
             number = float(text)
             if not math.isfinite(number):
@@ -42,8 +47,26 @@ def coerce(value: Any, like: Any, what: str) -> Any:
             return number
     except ValueError:
         names = {bool: "true or false", int: "a whole number", float: "a finite number"}
-        raise ConfigError(f"{what} expects {names[kind]}, got {text!r}") from None
+        raise ConfigError(f"{what} expects {names[kind]}, got {_shown(text)}") from None
     return text
+
+
+INT_LIMIT = 2**63  # no tensor, size, count or seed is larger: a whole number is refused beyond
+INT_RANGE = "must be between -2**63 and 2**63 - 1"
+
+
+def _bounded(number: int, what: str) -> int:
+    """`number`, if a 64-bit integer holds it; else a ConfigError (not a huge allocation later)."""
+    if not -INT_LIMIT <= number < INT_LIMIT:
+        raise ConfigError(f"{what} {INT_RANGE}; got a number of {number.bit_length()} bits")
+    return number
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """`text` quoted for an error line, cut to about `limit` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 TYPES = (bool, int, float, str)  # what an Option's default may be: what a command line can say

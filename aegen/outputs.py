@@ -8,6 +8,7 @@ rank 0 the grid, from every rank's images.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +78,22 @@ def check(outputs: Outputs) -> None:
             raise UsageError(f"`{name}` writes {suffix} files; got {path}", parameters=[name])
 
 
+def inside(name: str) -> str:
+    """An expanded `name`, refused if it would leave `out_dir` (absolute, or through ..)."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts or name.endswith(("/", os.sep)):
+        raise UsageError(
+            f"`name` must give a file name inside `out_dir` (no absolute path, no ..), got "
+            f"{name!r}", parameters=["name", "out_dir"],
+        )
+    return name
+
+
 def _singles(outputs: Outputs, seeds: Sequence[int]) -> list[Path]:
     if outputs.out_dir is None:
         return []
     singles = [
-        Path(outputs.out_dir) / expand(outputs.name, "name", seed=s, index=i)
+        Path(outputs.out_dir) / inside(expand(outputs.name, "name", seed=s, index=i))
         for i, s in enumerate(seeds)
     ]
     if len(set(singles)) < len(singles):

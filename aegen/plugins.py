@@ -104,7 +104,10 @@ class PluginInfo:
 
 
 def _warn(message: str) -> None:
-    print(f"aegen: warning: {message}", file=sys.stderr)
+    """A warning line on stderr, its plugin-given text escaped (aegen/console.py printable)."""
+    from .console import printable
+
+    print(f"aegen: warning: {printable(message)}", file=sys.stderr)
 
 
 def _describe(exc: BaseException) -> str:

@@ -23,8 +23,10 @@ from .media import grid_columns, save_grid
 
 
 def default_scale(size: int) -> int:
-    """Nearest-neighbour upscaling that makes small images visible: 128 px cells or more."""
-    return max(1, 128 // size)
+    """Nearest-neighbour upscaling that makes small images visible: 128 px cells or more.
+    (Checkpoints declare sizes of at least 1; the guard keeps any other caller from a
+    division by zero.)"""
+    return max(1, 128 // size) if size >= 1 else 1
 
 
 def grid_pixels(frame, columns: int, scale: int = 1):

@@ -34,7 +34,7 @@ from .console import Reporter
 from .data import ImageSet, load_data
 from .devices import pick_device
 from .errors import CheckpointError, UsageError
-from .files import refuse_overwrite
+from .files import check_writable, refuse_overwrite
 from .models import build_model, check_batch_statistics, resolve_config
 from .options import resolve_options
 from .plugins import get_registry
@@ -140,7 +140,7 @@ def train(
     saves it as the model, the usual way to steadier samples; the trained weights and the
     optimizer state stay in the checkpoint for `resume`.
     """
-    out = Path(out)  # settings, runtime and reporter: filled in by the task decorator
+    out = check_writable(out, "out")  # settings, runtime, reporter: from the task decorator
     plan = plan_run(out, settings, runtime, resume, force, reporter)
     images = read_images(data, plan, reporter)
     plan = fit_to_images(plan, images, data, reporter)
@@ -175,8 +175,8 @@ def plan_run(out: Path, settings: TrainSettings, runtime: Runtime,
         settings, runtime = resumed.settings, resumed.runtime
         for warning in resumed.warnings:
             reporter.warn(warning)
-    if resume is None or out.resolve() != Path(resume).resolve():
-        refuse_overwrite([out], force)
+    same = resume is not None and out.resolve() == Path(resume).resolve()
+    refuse_overwrite([out], force or same)  # a resumed file may be replaced by its own run
     settings = settings.with_defaults()
     if settings.seed is None:
         settings = dataclasses.replace(settings, seed=ctx.agree(random.randrange(2**31)))

@@ -9,15 +9,55 @@ was not asked from the saved run, and returns the warnings.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoint import CheckpointInfo
+from .checkpoint import CheckpointInfo, check_against_architecture
 from .errors import CheckpointError, UsageError
-from .settings import Runtime, TrainSettings
+from .precision import PRECISIONS
+from .settings import LR_SCHEDULES, SEED_LIMIT, Runtime, TrainSettings
 
 REQUIRED = ("epochs_done", "seed", "batch_size", "lr")
+MAX_BATCH = 2**20
+
+
+def _whole(low: int, high: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What each saved field must be, checked at `--resume` before any work: a string for an epoch
+# count would fail as a TypeError mid-run, and a string of losses be saved back as characters.
+FIELD_CHECKS: dict[str, tuple[Any, str]] = {
+    "epochs_done": (_whole(0, 2**31), "a whole number of at least 0"),
+    "seed": (_whole(0, SEED_LIMIT - 1), f"a whole number from 0 to {SEED_LIMIT - 1}"),
+    "batch_size": (_whole(1, MAX_BATCH), f"a whole number from 1 to {MAX_BATCH}"),
+    "lr": (lambda v: _number(v) and math.isfinite(v) and v > 0, "a positive number"),
+    "losses": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
+    "lr_schedule": (lambda v: v in LR_SCHEDULES, "one of " + ", ".join(LR_SCHEDULES)),
+    "planned_epochs": (lambda v: v is None or _whole(1, 2**31)(v), "null or a whole number"),
+    "precision": (lambda v: v in PRECISIONS and v != "auto", "fp32, bf16 or fp16"),
+    "channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "compiled": (lambda v: isinstance(v, bool), "true or false"),
+    "processes": (_whole(1, 2**20), "a whole number of at least 1"),
+    "sync_bn": (lambda v: isinstance(v, bool), "true or false"),
+    "ema": (lambda v: v is None or _number(v) and 0 <= v < 1, "null or a number in [0, 1)"),
+}
+
+
+def _check_fields(info: CheckpointInfo, saved: Mapping[str, Any]) -> None:
+    for name, (fits, what) in FIELD_CHECKS.items():
+        if name in saved and not fits(saved[name]):
+            shown = repr(saved[name])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise CheckpointError(
+                f"{info.path}: its training state's {name!r} must be {what}, not {shown}"
+            )
 
 
 @dataclass(frozen=True)
@@ -51,6 +91,7 @@ class TrainingState:
         missing = [name for name in REQUIRED if name not in saved]
         if missing:
             raise CheckpointError(f"{info.path}: its training state lacks {missing[0]!r}")
+        _check_fields(info, saved)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in known})
 
@@ -117,8 +158,10 @@ class Reconciled:
 
 def reconcile(info: CheckpointInfo, asked: TrainSettings, runtime: Runtime) -> Reconciled:
     """Continue the run saved in `info`: every setting asked for must equal the saved one
-    (the run could not continue otherwise); what was not asked comes from the saved run."""
+    (the run could not continue otherwise); what was not asked comes from the saved run.
+    The checkpoint's tensors are checked against its config first, before any data is read."""
     state = TrainingState.read(info)
+    check_against_architecture(info)
     objective = info.objective or {"name": TrainSettings().with_defaults().objective,
                                    "options": {}}
     _refuse_changes(asked, {

@@ -23,8 +23,8 @@ MAX_PARAMETERS = 10
 # `aegen info` reads a checkpoint's header at once): these never import torch.
 TORCH_FREE = {
     "aegen", "aegen.__main__", "aegen.api", "aegen.builtin_names", "aegen.catalog", "aegen.cli",
-    "aegen.contracts", "aegen.defaults", "aegen.errors", "aegen.hardware", "aegen.header",
-    "aegen.hookspecs", "aegen.installer", "aegen.scaffold", "aegen.schedules",
+    "aegen.console", "aegen.contracts", "aegen.defaults", "aegen.errors", "aegen.hardware",
+    "aegen.header", "aegen.hookspecs", "aegen.installer", "aegen.scaffold", "aegen.schedules",
     "aegen.launcher", "aegen.options", "aegen.plugins", "aegen.settings",
 }
 

@@ -51,10 +51,18 @@ def test_any_size_divisible_by_two_to_the_depth(size):
     assert model(torch.rand(1, 3, size, size)).shape == (1, 3, size, size)
 
 
-@pytest.mark.parametrize("size", [20, 4])
-def test_sizes_it_cannot_take_are_clear_errors(size):
-    with pytest.raises(ConfigError, match=f"divisible by 8; got {size}"):
+@pytest.mark.parametrize("size,message", [
+    (20, "divisible by 8; got 20"),
+    (4, "halves the image 3 times; a size of 4 allows at most 2"),
+])
+def test_sizes_it_cannot_take_are_clear_errors(size, message):
+    with pytest.raises(ConfigError, match=message):
         unet(size=size, depth=3)
+
+
+def test_a_depth_too_large_to_compute_is_refused_at_once():
+    with pytest.raises(ConfigError, match="depth 1000000000 halves the image 1000000000 times"):
+        unet(size=64, depth=10**9)
 
 
 def test_config_keys_are_checked_and_typed():

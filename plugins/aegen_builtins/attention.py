@@ -36,7 +36,12 @@ def build_attention_unet(config: dict):
             f"attention-unet needs depth >= 1 and a width divisible by groups "
             f"({config['groups']}); got width {width}, depth {depth}"
         )
-    if size % 2**depth or size < 2**depth:
+    if depth >= size.bit_length():  # refused before 2**depth is computed
+        raise ConfigError(
+            f"attention-unet with depth {depth} halves the image {depth} times; a size of "
+            f"{size} allows at most {size.bit_length() - 1}"
+        )
+    if size % 2**depth:
         raise ConfigError(
             f"attention-unet with depth {depth} needs an image size divisible by "
             f"{2**depth}; got {size}"

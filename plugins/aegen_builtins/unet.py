@@ -15,12 +15,20 @@ PRESETS = {
 HIDDEN_DEFAULTS = {"width": 64, "depth": 4, "code": 100, "hidden": 500, "squeeze": 256}
 
 
-def _check_unet(name: str, width: int, depth: int, channels: int, size: int, step: int) -> None:
+def _check_unet(name: str, width: int, depth: int, channels: int, size: int, extra: int) -> None:
+    """Refuse what cannot be built; each halving (`depth`, plus `extra`) needs an even size,
+    checked before 2**depth is computed (a depth of 10**9 is refused, not computed)."""
     if channels not in (1, 3):
         raise ConfigError(f"{name} takes 1 or 3 channels, not {channels}")
     if width < 1 or depth < 1:
         raise ConfigError(f"{name} needs width >= 1 and depth >= 1, got {width} and {depth}")
-    if size % step or size < step:
+    if depth + extra >= size.bit_length():
+        raise ConfigError(
+            f"{name} with depth {depth} halves the image {depth + extra} times; a size of "
+            f"{size} allows at most {max(size.bit_length() - 1 - extra, 0)}"
+        )
+    step = 2 ** (depth + extra)
+    if size % step:
         raise ConfigError(
             f"{name} with depth {depth} needs an image size divisible by {step}; got {size}"
         )
@@ -29,7 +37,7 @@ def _check_unet(name: str, width: int, depth: int, channels: int, size: int, ste
 def build_unet(config: dict):
     """Build the U-Net from a config; torch is imported only here, when a model is needed."""
     width, depth, channels, size = (config[k] for k in ("width", "depth", "channels", "size"))
-    _check_unet("unet", width, depth, channels, size, 2**depth)
+    _check_unet("unet", width, depth, channels, size, 0)
     from .unet_model import UNet
 
     return UNet(channels=channels, width=width, depth=depth, duplicate=config["duplicate"])
@@ -38,7 +46,7 @@ def build_unet(config: dict):
 def build_unet_hidden(config: dict):
     """The U-Net with a purely linear MLP bottleneck whose sizes follow the image size."""
     width, depth, channels, size = (config[k] for k in ("width", "depth", "channels", "size"))
-    _check_unet("unet-hidden", width, depth, channels, size, 2 ** (depth + 1))
+    _check_unet("unet-hidden", width, depth, channels, size, 1)
     for key in ("code", "hidden", "squeeze"):
         if config[key] < 1:
             raise ConfigError(f"unet-hidden needs {key} >= 1, got {config[key]}")
