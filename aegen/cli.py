@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import builtin_names
+from . import bounds, builtin_names
 from .errors import MARKED, AegenError, UsageError
 from .hardware import NOTABLE_FLAGS
 from .launcher import env_rank, launched, stop_on_sigterm
@@ -109,7 +109,7 @@ def train_command(
         Path, typer.Argument(metavar="DATA", help="Folder of images (searched recursively).")
     ],
     out: Annotated[
-        Path | None,
+        str | None,  # str: Typer would turn '' into '.'
         typer.Option(
             "--out",
             "-o",
@@ -240,7 +240,7 @@ def train_command(
     runtime = Runtime(device, precision, compile_, channels_last)
     result = train(
         data,
-        out or resume or Path("model.safetensors"),
+        out if out is not None else resume or Path("model.safetensors"),
         settings,
         runtime=runtime,
         resume=resume,
@@ -301,64 +301,15 @@ Name = Annotated[
 ]
 
 
-NAME_MAX = 255  # bytes in a file name on common file systems: no template field is wider
-COPIES = 4  # float32 copies of every image a sampling run holds at once (state, frame, final, grid)
-PER_IMAGE_BYTES = 1024  # and per image: its seed, its paths, its share of the grid PNG
-
-
-def check_template(template: str | None, parameter: str) -> None:
-    """Refuse a file-name template whose fields would be wider than a file name may be, or
-    hold fields in their format (`{seed:>{index}}`), before anything is filled in: a
-    `{seed:>2000000000}` would build a 2 GB string first. Its other mistakes `expand` says."""
-    import re
-    from string import Formatter
-
-    try:
-        fields = [(f, spec or "") for _, f, spec, _ in Formatter().parse(template or "") if f]
-    except ValueError:
-        return
-    for field, spec in fields:
-        widths = [d.lstrip("0") for d in re.findall(r"\d+", spec)]
-        if "{" in spec:
-            why = "its format holds a field; give a fixed width, e.g. {index:04d}"
-        elif any(len(d) > 3 or d and int(d) > NAME_MAX for d in widths):
-            why = f"it would be wider than a file name ({NAME_MAX} characters)"
-        else:
-            continue
-        raise UsageError(f"`{parameter}` {template!r}: field {{{field}:{spec[:20]}}}: {why}",
-                         parameters=[parameter])
-
-
 def check_images_fit(checkpoint: Path | None, n: int) -> None:
-    """Refuse `n` images that would not fit in this machine's memory (the run holds each
-    COPIES times as float32), from the checkpoint's header, before a seed is drawn."""
+    """Refuse `n` images that would not fit in memory, from the checkpoint's header, before
+    torch loads (the library checks the same, later)."""
     from .defaults import resolve_checkpoint
     from .header import read_checkpoint_info
 
-    if n < 1:
-        return  # the settings say what is wrong with it
-    info = read_checkpoint_info(resolve_checkpoint(checkpoint))
-    need = n * (COPIES * 4 * info.channels * info.size**2 + PER_IMAGE_BYTES)
-    have = _memory_bytes()
-    if need > have:
-        raise UsageError(
-            f"`n` {n}: {n} images of {info.channels}x{info.size}x{info.size} need about "
-            f"{_gib(need)} of memory, more than this machine's {_gib(have)}; sample them in "
-            "several runs, each with `seed` where the last one ended",
-            parameters=["n", "seed"],
-        )
-
-
-def _memory_bytes() -> int:
-    """This machine's physical memory (16 GiB where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 16 * 2**30
-
-
-def _gib(count: int) -> str:
-    return f"{count / 2**30:,.1f} GiB"
+    if n >= 1:
+        info = read_checkpoint_info(resolve_checkpoint(checkpoint))
+        bounds.check_images_fit(n, info.channels, info.size)
 
 
 def _options(option: list[str] | None, **named: Any) -> dict[str, Any]:
@@ -422,8 +373,8 @@ def generate_command(
       aegen generate -c model.safetensors --every 10 --frames steps/
       torchrun --nproc-per-node 2 $(command -v aegen) generate -c model.safetensors --n 256 --batch-size 32 --out-dir samples
     """
-    check_template(out, "grid")  # before torch loads: a refusal is instant
-    check_template(name, "name")
+    bounds.check_template(out, "grid")  # before torch loads: a refusal is instant
+    bounds.check_template(name, "name")
     check_images_fit(checkpoint, n)
     from .outputs import Outputs
     from .settings import Runtime, SamplingSettings
@@ -532,8 +483,8 @@ def walk_command(
       aegen walk -c model.safetensors --noiseless --steps 300 --stats
       aegen walk -c model.safetensors --gif walk.gif --scale 4 --out last.png
     """
-    check_template(out, "grid")  # before torch loads: a refusal is instant
-    check_template(name, "name")
+    bounds.check_template(out, "grid")  # before torch loads: a refusal is instant
+    bounds.check_template(name, "name")
     check_images_fit(checkpoint, n)
     from .outputs import Outputs
     from .settings import Runtime

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed
+from .bounds import check_template
 from .errors import UsageError
 from .files import refuse_overwrite
 from .media import save_grid, save_images
@@ -65,6 +66,10 @@ def expand(template: str, parameter: str, **fields: Any) -> str:
 
 def check(outputs: Outputs) -> None:
     """Refuse settings no recorder can use, before any path is worked out."""
+    if outputs.grid is not None and not str(outputs.grid).strip():
+        raise UsageError("`grid` must name a file, got ''", parameters=["grid"])
+    check_template(outputs.grid, "grid")
+    check_template(outputs.name, "name")
     if not (0 < outputs.fps < 1000):
         raise UsageError(f"`fps` must be between 0 and 1000, got {outputs.fps}", parameters=["fps"])
     if outputs.every is not None and outputs.frames is None:

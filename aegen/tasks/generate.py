@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import distributed
+from ..bounds import check_images_fit
 from ..checkpoint import read_checkpoint_info
 from ..console import Reporter
 from ..defaults import resolve_checkpoint
@@ -82,8 +83,9 @@ def generate_files(
     settings = dataclasses.replace(settings, seed=draw_seed(settings.seed))
     if outputs.grid is None and outputs.out_dir is None:
         outputs = dataclasses.replace(outputs, grid=DEFAULT_GRID)
-    seeds = [settings.seed + i for i in range(settings.n)]
     header = read_checkpoint_info(resolve_checkpoint(checkpoint))
+    check_images_fit(settings.n, header.channels, header.size)  # before n seeds are listed
+    seeds = [settings.seed + i for i in range(settings.n)]
     files = plan(outputs, seeds, settings.steps, header.size)
     sampler = sampler_for_run(settings.sampler, settings.options, header, reporter)
     distributed.current().barrier()  # every rank has checked the outputs before any writes

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .. import builtin_names, distributed
+from ..bounds import check_images_fit
 from ..checkpoint import CheckpointInfo, read_checkpoint_info
 from ..console import Reporter
 from ..data import load_inputs
@@ -106,6 +107,7 @@ def walk_files(
     are shared out by batch, as in `generate_files`."""
     settings = dataclasses.replace(settings, seed=draw_seed(settings.seed))
     header = read_checkpoint_info(resolve_checkpoint(checkpoint))
+    check_images_fit(settings.n, header.channels, header.size)  # before n seeds are listed
     seeds = [settings.seed + i for i in range(settings.n)]
     plan(outputs, seeds, settings.steps, header.size)  # fail fast on outputs
     sampler = sampler_for_run(settings.sampler, settings.options, header, reporter)
