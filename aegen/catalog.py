@@ -88,7 +88,8 @@ def component_tables(components: list[dict[str, Any]]) -> list[Any]:
             _row(table, name, option["type"], json.dumps(option["default"]), _limits(option),
                  option["help"])
         for key, value in c.get("config", {}).items():  # an architecture's --set keys
-            _row(table, f"--set {key}", value["type"], json.dumps(value["default"]), "", "")
+            _row(table, f"--set {key}", value["type"], json.dumps(value["default"]),
+                 _limits({"choices": None, **value}), "")
         tables.append(table)
     return tables
 

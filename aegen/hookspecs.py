@@ -43,6 +43,23 @@ def _options(value: Any, what: str) -> dict[str, Option]:
     return options
 
 
+def _limits(value: Any, what: str) -> dict[str, tuple[float | None, float | None]]:
+    """An architecture's config limits: key -> (min, max), either None for no bound."""
+    limits = _mapping(value, what)
+    for key, bounds in limits.items():
+        ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(
+            b is None or (isinstance(b, (int, float)) and not isinstance(b, bool)) for b in bounds
+        )
+        if not isinstance(key, str) or not ok:
+            raise TypeError(f"{what}: limits map config keys to (min, max) numbers or None, "
+                            f"got {key!r}: {bounds!r}")
+        low, high = bounds
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"{what}: limits of {key!r} have min {low} above max {high}")
+        limits[key] = (low, high)
+    return limits
+
+
 def _optional_callable(value: Any, what: str) -> Callable[..., Any] | None:
     if value is not None and not callable(value):
         raise TypeError(f"{what}: expected a callable or None, got {type(value).__name__}")
@@ -95,7 +112,8 @@ class Kind:
 
 KIND_TABLE: tuple[Kind, ...] = (
     Kind(
-        "architectures", "architecture", "build", "autoencoders", {"defaults": _mapping},
+        "architectures", "architecture", "build", "autoencoders",
+        {"defaults": _mapping, "limits": _limits},
         positional=("config",),
     ),
     Kind(

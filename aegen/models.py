@@ -34,12 +34,31 @@ def resolve_config(
     for key, value in overrides.items():
         config[key] = coerce(value, arch.defaults[key], f"config key {key!r} of {architecture!r}")
     config.update(channels=int(channels), size=int(size))
+    check_limits(architecture, config)
     return config
+
+
+def check_limits(architecture: str, config: Mapping[str, Any]) -> None:
+    """Refuse config values outside the limits the architecture declares, before it builds
+    anything: a checkpoint's or a user's width of 10**6 is one line, not gigabytes."""
+    arch = get_registry().architecture(architecture)
+    for key, (low, high) in sorted(arch.limits.items()):
+        value = config.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue  # the architecture's defaults give the type; coerce checked it
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"from {low} to {high}" if low is not None and high is not None else (
+                f"at least {low}" if high is None else f"at most {high}")
+            raise ConfigError(
+                f"architecture {architecture!r}: config {key} must be {span}, got {value}",
+                parameters=["config"],
+            )
 
 
 def build_model(architecture: str, config: Mapping[str, Any]):
     """Build an nn.Module from a registered architecture, turning plugin failures into errors."""
     arch = get_registry().architecture(architecture)
+    check_limits(architecture, config)
     try:
         model = arch.build(dict(config))
     except ConfigError:

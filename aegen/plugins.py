@@ -67,7 +67,9 @@ class Component:
             entry["options"] = contracts.describe_options(self.options)
             if "defaults" in self.kind.extras:
                 entry["config"] = {
-                    key: {"type": type(value).__name__, "default": value}
+                    key: {"type": type(value).__name__, "default": value,
+                          "min": self.limits.get(key, (None, None))[0],
+                          "max": self.limits.get(key, (None, None))[1]}
                     for key, value in sorted(self.defaults.items())
                 }
             if "detect" in self.kind.extras:

@@ -157,6 +157,18 @@ def test_huge_requests_of_generate_are_refused_before_they_are_allocated(tmp_pat
     assert result.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
+def test_the_library_bounds_n_and_templates_as_the_cli_does(tmp_path):
+    from aegen.api import Outputs, generate_files, walk_files
+
+    for run in (generate_files, walk_files):
+        with pytest.raises(UsageError, match=r"`n` 1000000000000: .* need about .* GiB"):
+            run(None, Outputs(grid=str(tmp_path / "g.png")), n=10**12, steps=1, device="cpu")
+        with pytest.raises(UsageError, match="it would be wider than a file name"):
+            run(None, Outputs(out_dir=tmp_path, name="{seed:>2000000000}"), n=1, steps=1,
+                device="cpu")
+    assert not list(tmp_path.iterdir())
+
+
 def test_templates_that_would_be_too_wide_or_hold_fields_are_usage_errors(cli, tmp_path):
     for flag, template in [("--out", "{seed:.999999f}.png"), ("--name", "{seed:>{index}}")]:
         extra = ["--out-dir", tmp_path / "o"] if flag == "--name" else []

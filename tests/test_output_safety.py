@@ -131,7 +131,7 @@ def test_next_run_removes_only_dead_runs_leftovers(tiny_checkpoint, tmp_path):
     assert (tmp_path / "g.png").exists()
 
 
-@pytest.mark.parametrize("out, why", [("", "is a folder"), (".", "is a folder"),
+@pytest.mark.parametrize("out, why", [("", "must name a file, got ''"), (".", "is a folder"),
                                       ("file.txt/m.safetensors", "is not a folder")])
 def test_train_checks_out_before_reading_data(tmp_path, cli, monkeypatch, out, why):
     (tmp_path / "file.txt").write_text("a file")
@@ -140,6 +140,13 @@ def test_train_checks_out_before_reading_data(tmp_path, cli, monkeypatch, out, w
     assert code == 2
     line = one_error_line(err)
     assert "--out" in line and why in line and "no-such-data" not in line
+
+
+def test_generate_refuses_an_empty_out(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("generate", "--out", "", "--n", "1", "--steps", "1", "--device", "cpu")
+    assert code == 2 and one_error_line(err) == "aegen: error: --out must name a file, got ''"
+    assert not list(tmp_path.iterdir())
 
 
 def test_library_train_refuses_an_empty_out(tmp_path):

@@ -61,8 +61,24 @@ def test_sizes_it_cannot_take_are_clear_errors(size, message):
 
 
 def test_a_depth_too_large_to_compute_is_refused_at_once():
+    with pytest.raises(ConfigError, match="config depth must be from 1 to 10, got 1000000000"):
+        unet(size=64, depth=10**9)  # the limits unet declares, checked before it builds
+    from aegen.api import get_component
+
+    build = get_component("architecture", "unet").build  # and its own check, without them
     with pytest.raises(ConfigError, match="depth 1000000000 halves the image 1000000000 times"):
-        unet(size=64, depth=10**9)
+        build({"width": 8, "depth": 10**9, "duplicate": False, "channels": 1, "size": 64})
+
+
+def test_declared_limits_are_checked_before_building_and_shown():
+    with pytest.raises(ConfigError, match="config width must be from 1 to 1024, got 5000"):
+        resolve_config("unet", {"width": "5000"}, 1, 32)
+    with pytest.raises(ConfigError, match="config hidden must be from 1 to 65536, got 0"):
+        build_model("unet-hidden", {**resolve_config("unet-hidden", {}, 1, 32), "hidden": 0})
+    from aegen.api import get_component
+
+    config = get_component("architecture", "unet").as_json(verbose=True)["config"]
+    assert config["width"] == {"type": "int", "default": 64, "min": 1, "max": 1024}
 
 
 def test_config_keys_are_checked_and_typed():

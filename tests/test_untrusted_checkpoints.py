@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from aegen.checkpoint import (
     load_checkpoint,
@@ -219,3 +221,63 @@ def test_fuzzed_checkpoints_end_in_one_line_or_load(small, tmp_path):
     assert set(outcomes) <= {"read", "load", "resume", "ok"}, outcomes
     assert all(outcomes.get(stage, 0) >= 10 for stage in ("read", "load", "resume", "ok")), \
         outcomes  # every stage is reached: the mutations are not all stopped at the JSON
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+
+
+HOSTILE = st.sampled_from(VALUES) | st.integers(-2, 5000) | st.floats(0, 2) | JSON_VALUES
+
+
+def _fields(header: dict[str, Any], meta: dict[str, Any], part: str) -> list[tuple[dict, str]]:
+    """The fields of one part hypothesis may edit: the metadata, its config, its training
+    state, or the tensor entries."""
+    if part == "tensor":
+        names = sorted(k for k in header if k != "__metadata__")
+        return [(header[n], k) for n in names for k in ("dtype", "shape", "data_offsets")]
+    node = {"meta": meta, "config": meta["config"], "state": meta["training_state"]}[part]
+    return [(node, k) for k in node]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_edits_of_the_header_end_in_one_line_or_load(small, tmp_path, data):
+    """Hypothesis edits up to three fields of a real checkpoint's header (any JSON value, or
+    the field removed) or overwrites bytes of its JSON: aegen refuses it with one line at some
+    stage, or it loads; never another exception, never much memory."""
+    header, payload = split(small)
+    meta = json.loads(header["__metadata__"]["aegen"])
+    part = data.draw(st.sampled_from(["meta", "config", "state", "tensor", "bytes"]))
+    if part != "bytes":
+        for _ in range(data.draw(st.integers(1, 3), label="edits")):
+            fields = _fields(header, meta, part)
+            if not fields:
+                break
+            node, key = fields[data.draw(st.integers(0, len(fields) - 1), label="field")]
+            if data.draw(st.integers(0, 9), label="delete if 0") == 0:
+                node.pop(key, None)
+            else:
+                node[key] = data.draw(HOSTILE, label="value")
+        header["__metadata__"]["aegen"] = json.dumps(meta)
+        raw = join(header, payload)
+    else:
+        raw = bytearray(join(header, payload))
+        end = 8 + struct.unpack("<Q", raw[:8])[0]
+        for at, byte in data.draw(st.lists(st.tuples(st.integers(0, end - 1),
+                                                     st.integers(0, 255)), min_size=1,
+                                           max_size=4), label="bytes"):
+            raw[at] = byte
+        raw = bytes(raw)
+    path = tmp_path / "hypothesis.safetensors"
+    path.write_bytes(raw)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    outcome = exercise(path).split(":")[0]  # exercise asserts each refusal is one line
+    assert outcome in {"read", "load", "resume", "ok"}, outcome
+    event(f"stage {outcome}")  # --hypothesis-show-statistics: how far the edits got
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < GIB

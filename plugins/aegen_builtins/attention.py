@@ -6,6 +6,9 @@ from .memory import gib, physical_memory
 
 UNET_DEFAULTS = {"width": 64, "depth": 3, "heads": 4, "dim": 32, "groups": 8}
 AE_DEFAULTS = {"kind": "linear", "convs": True, "features": 64, "heads": 4, "dim": 32}
+_HEADS = {"heads": (1, 64), "dim": (1, 1024)}
+UNET_LIMITS = {"width": (1, 1024), "depth": (1, 10), "groups": (1, 1024), **_HEADS}
+AE_LIMITS = {"features": (1, 1024), **_HEADS}
 
 
 def _check_channels(name: str, channels: int) -> None:
@@ -73,10 +76,12 @@ def register_architectures(register):
         build_attention_unet,
         description="U-Net with linear and dot-product attention, no skips or residuals",
         defaults=UNET_DEFAULTS,
+        limits=UNET_LIMITS,
     )
     register(
         "attention",
         build_attention,
         description="one attention layer between convs: kind=linear|dot, convs=true|false",
         defaults=AE_DEFAULTS,
+        limits=AE_LIMITS,
     )

@@ -5,6 +5,7 @@ from aegen.api import ConfigError, hookimpl
 from .memory import gib, physical_memory
 
 DEFAULTS = {"width": 0, "layers": 5}
+LIMITS = {"width": (0, 2**20), "layers": (2, 64)}  # width 0: 1.3x the input; memory checked too
 
 
 def parameter_count(inputs: int, width: int, layers: int) -> int:
@@ -46,4 +47,5 @@ def register_architectures(register):
         build_mlp,
         description="overcomplete fully connected autoencoder (width 1.3x the input by default)",
         defaults=DEFAULTS,
+        limits=LIMITS,
     )

@@ -13,6 +13,10 @@ PRESETS = {
     "unet-deep-wide": ({"width": 128, "depth": 5}, "unet-deep with channels doubled"),
 }
 HIDDEN_DEFAULTS = {"width": 64, "depth": 4, "code": 100, "hidden": 500, "squeeze": 256}
+# What aegen checks before building (from a --set or a checkpoint): sizes far beyond any use,
+# so that a few bytes of config never ask for gigabytes.
+LIMITS = {"width": (1, 1024), "depth": (1, 10)}
+HIDDEN_LIMITS = {**LIMITS, "code": (1, 65536), "hidden": (1, 65536), "squeeze": (1, 65536)}
 
 
 def _check_unet(name: str, width: int, depth: int, channels: int, size: int, extra: int) -> None:
@@ -70,12 +74,15 @@ def register_architectures(register):
         build_unet,
         description="U-Net without skip connections (the article's main model)",
         defaults=DEFAULTS,
+        limits=LIMITS,
     )
     for name, (changes, description) in PRESETS.items():
-        register(name, build_unet, description=description, defaults={**DEFAULTS, **changes})
+        register(name, build_unet, description=description, defaults={**DEFAULTS, **changes},
+                 limits=LIMITS)
     register(
         "unet-hidden",
         build_unet_hidden,
         description="unet with a linear hidden-MLP bottleneck; latent: the code vector",
         defaults=HIDDEN_DEFAULTS,
+        limits=HIDDEN_LIMITS,
     )
