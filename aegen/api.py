@@ -50,6 +50,8 @@ _LAZY = {
     "find_images": "aegen.data",
     "load_images": "aegen.data",
     "fit_images": "aegen.data",
+    "data_budget": "aegen.data",
+    "check_data_budget": "aegen.data",
 }
 
 __all__ = [

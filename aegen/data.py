@@ -1,10 +1,17 @@
 """Images as data: folders found recursively, or any path a data-source plugin claims; resized,
 centre-cropped and kept in memory. For training (`load_data`) and for `--input` (`load_inputs`).
+
+What is kept is bounded by the data budget (`data_budget`, docs/security.md): a source checks
+the images it will keep against it before decoding any. Paths that are neither regular files
+nor folders (FIFOs, devices, sockets) are refused, or skipped inside folders, without being
+opened.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +27,81 @@ from .plugins import get_registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+BUDGET_ENV = "AEGEN_DATA_BUDGET"
+DEFAULT_BUDGET = 4 << 30  # where the OS does not say how much memory it has
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_AMOUNT = re.compile(r"(\d{1,30})\s*(?:([KMGT])(?:IB)?|(B)?)")
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def data_budget() -> int:
+    """Bytes the images of one data set may take once decoded (N x C x size x size, as they are
+    kept): AEGEN_DATA_BUDGET (a number of bytes, or with K, M, G, T, KiB, MiB, GiB or TiB, all
+    powers of 1024), else half of this machine's memory: its physical memory, or its container's
+    limit where that is lower (8 GiB, so a budget of 4 GiB, where neither is known)."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if not text:
+        return _memory() // 2
+    match = _AMOUNT.fullmatch(text.upper())
+    if match is None or int(match[1]) == 0:
+        raise UsageError(
+            f"{BUDGET_ENV} must be a number of bytes above 0, optionally with K, M, G or T "
+            f"(KiB, MiB, GiB, TiB), got {text!r}"
+        )
+    return int(match[1]) * _UNITS[match[2] or ""]
+
+
+def _memory() -> int:
+    """Physical memory, or the cgroup's memory limit (v2, else v1) where that is lower."""
+    try:
+        found = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+    except (ValueError, OSError, AttributeError):
+        found = []
+    for limit in _CGROUP_LIMITS:
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max": no limit
+            found.append(int(text))
+    return min((n for n in found if n > 0), default=2 * DEFAULT_BUDGET)
+
+
+def check_data_budget(path: str | os.PathLike, needed: int, what: str) -> None:
+    """DataError unless `needed` bytes (for `what`, e.g. "60000 images of 1 x 28 x 28") fit the
+    data budget; data sources call it before allocating what they decode."""
+    budget = data_budget()
+    if needed > budget:
+        raise DataError(
+            f"{path}: {what} would take {_amount(needed)}, more than the data budget of "
+            f"{_amount(budget)} (set {BUDGET_ENV} to change it)"
+        )
+
+
+def _amount(n: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _check_kind(path: str | os.PathLike) -> str:
+    """"file" or "folder", from os.stat alone; DataError for anything else, which is never
+    opened: a FIFO would block whoever opens it, and a device might never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    kind = next((name for test, name in _SPECIAL if test(mode)), "a special file")
+    raise DataError(f"{path} is {kind}, not a regular file or folder")
 
 
 @dataclass
@@ -39,10 +121,9 @@ class ImageSet:
 def find_images(root: str | os.PathLike) -> list[Path]:
     """Every image file under `root` (recursively, sorted), or `root` itself if it is one."""
     root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: no such file or folder")
-    if root.is_file():
+    if _check_kind(root) == "file":
         return [root]
+    # is_file() is os.stat's S_ISREG: FIFOs, devices and sockets inside are passed over unopened
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -54,33 +135,67 @@ def load_images(
 ) -> ImageSet:
     """Read each image, resize its shorter side to `size` and centre-crop a square.
 
-    Unreadable files are skipped and listed. `channels` None means 1 if every image is grey,
-    else 3.
+    Unreadable files are skipped and listed, as are paths that are not regular files (never
+    opened) and images whose decoding alone would not fit the data budget. `channels` None
+    means 1 if every image is grey, else 3. The images are decoded as RGB, so N x 3 x size x
+    size bytes must fit the data budget (checked before reading any).
     """
-    pictures, kept, skipped, grey = [], [], [], True
+    check_data_budget(_common_folder(paths), len(paths) * 3 * size * size,
+                      f"{len(paths)} images of 3 x {size} x {size}")
+    budget = data_budget()
+    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    kept, skipped, grey = [], [], True
     for path in paths:
         try:
-            with Image.open(path) as img:
-                img.load()
-                grey = grey and img.mode in _GREY_MODES
-                rgb = img.convert("RGB")
-            rgb = F.center_crop(F.resize(rgb, size, antialias=True), [size, size])
-            pictures.append(F.pil_to_tensor(rgb))
+            picture, is_grey = _read_image(Path(path), size, budget)
+            images[len(kept)] = picture
+            grey = grey and is_grey
             kept.append(Path(path))
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             skipped.append((Path(path), reason))
         if on_image is not None:
             on_image()
-    if not pictures:
+    if not kept:
         raise DataError(f"none of the {len(paths)} image file(s) could be read")
-    images = torch.stack(pictures)
+    images = images[: len(kept)]
     channels = channels or (1 if grey else 3)
     if channels == 1:
         images = F.rgb_to_grayscale(images) if not grey else images[:, :1].contiguous()
     elif channels != 3:
         raise DataError(f"channels must be 1 or 3, not {channels}")
     return ImageSet(images=images, paths=kept, skipped=skipped)
+
+
+def _read_image(path: Path, size: int, budget: int):
+    """One image file as a uint8 (3, size, size) tensor, and whether it was grey. OSError for a
+    path that is not a regular file (a FIFO would block the open), ValueError for an image
+    whose decoding would take more than `budget` bytes (PIL keeps 4 bytes a pixel, decoded and
+    again converted to RGB), known from its header before any pixel is decoded."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a folder"), *_SPECIAL)
+        kind = next((name for test, name in kinds if test(mode)), "a special file")
+        raise OSError(f"{kind}, not an image file")
+    with Image.open(path) as img:
+        needed = 8 * img.width * img.height
+        if needed > budget:
+            raise ValueError(f"decoding its {img.width} x {img.height} pixels would take "
+                             f"{_amount(needed)}, more than the data budget of {_amount(budget)} "
+                             f"(set {BUDGET_ENV} to change it)")
+        img.load()
+        grey = img.mode in _GREY_MODES
+        rgb = img.convert("RGB")
+    rgb = F.center_crop(F.resize(rgb, size, antialias=True), [size, size])
+    return F.pil_to_tensor(rgb), grey
+
+
+def _common_folder(paths: Sequence[Path]) -> str:
+    """What an error about a list of image files names: the folder they share."""
+    try:
+        return os.path.commonpath([os.fspath(p) for p in paths]) or "."
+    except ValueError:  # none, or relative and absolute paths mixed
+        return "the image files"
 
 
 def fit_images(images, size: int, channels: int | None = None):
@@ -108,9 +223,9 @@ def load_data(
 ) -> ImageSet:
     """Training images from `path` through a registered data source: the one named, or the one
     whose `detect` claims the path (image folders when none does)."""
+    if source is None or os.path.lexists(path):  # a named source may read a path to be made
+        _check_kind(path)  # before any `detect` or `load` could open a FIFO
     if source is None:
-        if not Path(path).exists():
-            raise DataError(f"{path}: no such file or folder")
         claims = claiming_sources(Path(path))
         if len(claims) > 1:
             names = ", ".join(s.name for s in claims)
@@ -193,6 +308,7 @@ def load_inputs(
     skipped with a warning."""
     parts: list = []  # lists of image files, and (path, ImageSet) read by a data source
     for item in expand_stdin(inputs):
+        _check_kind(item)
         source = _input_source(Path(item))
         if source is not None:
             parts.append((Path(item), read_with(source, Path(item), size, channels)))

@@ -50,7 +50,7 @@ def check_limits(architecture: str, config: Mapping[str, Any]) -> None:
             span = f"from {low} to {high}" if low is not None and high is not None else (
                 f"at least {low}" if high is None else f"at most {high}")
             raise ConfigError(
-                f"architecture {architecture!r}: config {key} must be {span}, got {value}",
+                f"architecture {architecture!r}: `config` {key} must be {span}, got {value}",
                 parameters=["config"],
             )
 

@@ -22,7 +22,8 @@ MAX_PARAMETERS = 10
 # What `aegen --help`, `plugins`, `install` and `uninstall` import, and `aegen.header` (so that
 # `aegen info` reads a checkpoint's header at once): these never import torch.
 TORCH_FREE = {
-    "aegen", "aegen.__main__", "aegen.api", "aegen.builtin_names", "aegen.catalog", "aegen.cli",
+    "aegen", "aegen.__main__", "aegen.api", "aegen.bounds", "aegen.builtin_names",
+    "aegen.catalog", "aegen.cli",
     "aegen.console", "aegen.contracts", "aegen.defaults", "aegen.errors", "aegen.hardware",
     "aegen.header", "aegen.hookspecs", "aegen.installer", "aegen.scaffold", "aegen.schedules",
     "aegen.launcher", "aegen.options", "aegen.plugins", "aegen.settings",

@@ -61,7 +61,7 @@ def test_sizes_it_cannot_take_are_clear_errors(size, message):
 
 
 def test_a_depth_too_large_to_compute_is_refused_at_once():
-    with pytest.raises(ConfigError, match="config depth must be from 1 to 10, got 1000000000"):
+    with pytest.raises(ConfigError, match="`config` depth must be from 1 to 10, got 1000000000"):
         unet(size=64, depth=10**9)  # the limits unet declares, checked before it builds
     from aegen.api import get_component
 
@@ -71,9 +71,9 @@ def test_a_depth_too_large_to_compute_is_refused_at_once():
 
 
 def test_declared_limits_are_checked_before_building_and_shown():
-    with pytest.raises(ConfigError, match="config width must be from 1 to 1024, got 5000"):
+    with pytest.raises(ConfigError, match="`config` width must be from 1 to 1024, got 5000"):
         resolve_config("unet", {"width": "5000"}, 1, 32)
-    with pytest.raises(ConfigError, match="config hidden must be from 1 to 65536, got 0"):
+    with pytest.raises(ConfigError, match="`config` hidden must be from 1 to 65536, got 0"):
         build_model("unet-hidden", {**resolve_config("unet-hidden", {}, 1, 32), "hidden": 0})
     from aegen.api import get_component
 
