@@ -60,6 +60,13 @@ def _limits(value: Any, what: str) -> dict[str, tuple[float | None, float | None
     return limits
 
 
+def _optional_flag(value: Any, what: str) -> bool | None:
+    """True, False, or None for "not said"."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{what}: expected True, False or None, got {value!r}")
+    return value
+
+
 def _optional_callable(value: Any, what: str) -> Callable[..., Any] | None:
     if value is not None and not callable(value):
         raise TypeError(f"{what}: expected a callable or None, got {type(value).__name__}")
@@ -113,7 +120,7 @@ class Kind:
 KIND_TABLE: tuple[Kind, ...] = (
     Kind(
         "architectures", "architecture", "build", "autoencoders",
-        {"defaults": _mapping, "limits": _limits},
+        {"defaults": _mapping, "limits": _limits, "can_copy": _optional_flag},
         positional=("config",),
     ),
     Kind(
@@ -130,7 +137,8 @@ KIND_TABLE: tuple[Kind, ...] = (
         positional=("path",), keywords=("size", "channels", "on_image"),
     ),
     Kind(
-        "objectives", "objective", "make_input", "training objectives", {"options": _options},
+        "objectives", "objective", "make_input", "training objectives",
+        {"options": _options, "corrupts": _optional_flag},
         positional=("clean",), keywords=("generator",),
     ),
 )

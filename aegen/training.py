@@ -189,11 +189,26 @@ def plan_run(out: Path, settings: TrainSettings, runtime: Runtime,
         )
     fast = choose(runtime.precision or "auto", device, runtime.compile, runtime.channels_last)
     objective = resolve_objective(settings)
+    warn_if_it_can_copy(settings, reporter)
     config = dict(info.config) if info is not None else resolve_config(
         settings.architecture, settings.config, settings.channels or 3, settings.size)
     with torch.device("meta"):  # the architecture takes this config: cheap, no weights
         fast = for_model(fast, build_model(settings.architecture, config))
     return TrainingPlan(settings, runtime, device, fast, objective, config, resumed, info)
+
+
+def warn_if_it_can_copy(settings: TrainSettings, reporter: Reporter) -> None:
+    """An architecture that can pass its input straight through (skip connections) learns
+    nothing from an objective whose input is its target: say so before the run spends hours."""
+    arch = get_registry().architecture(settings.architecture)
+    objective = get_registry().objective(settings.objective)
+    if arch.can_copy and objective.corrupts is False:
+        reporter.warn(
+            f"architecture {arch.name!r} can pass its input straight through, and objective "
+            f"{objective.name!r} trains it on uncorrupted inputs: it can learn the identity and "
+            "generate nothing; train it with an objective that corrupts its input, such as "
+            "denoise"
+        )
 
 
 def resolve_objective(settings: TrainSettings) -> dict[str, Any]:

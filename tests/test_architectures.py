@@ -27,6 +27,7 @@ SMALL = {
     "unet-deep": {"width": 4, "depth": 2},
     "unet-deep-wide": {"width": 4, "depth": 2},
     "unet-hidden": {"width": 4, "depth": 2, "code": 8, "hidden": 16, "squeeze": 8},
+    "unet-skip": {"width": 4, "depth": 2},
     "mlp": {},
     "attention-unet": {"width": 8, "depth": 2, "heads": 2, "dim": 8, "groups": 4},
     "attention": {"features": 8, "heads": 2, "dim": 8},
@@ -36,6 +37,7 @@ SMALL = {
 LATENT = {  # latent shape at 16x16 RGB for the SMALL configs
     "unet": (16, 4, 4),
     "unet-hidden": (8,),
+    "unet-skip": (4 * 16 * 16 + 8 * 8 * 8 + 16 * 4 * 4,),  # every level, flattened
     "mlp": (round(1.3 * 3 * 16 * 16),),
     "attention-unet": (32, 4, 4),
     "attention": (8, 16, 16),

@@ -92,3 +92,29 @@ def test_config_keys_are_checked_and_typed():
     assert caught.value.parameters == ("channels", "config")  # the CLI names --channels, --set
     with pytest.raises(ConfigError, match="1 or 3 channels"):
         unet(channels=2)
+
+
+def test_the_skip_unet_concatenates_the_encoders_tensors():
+    model = build_model("unet-skip", resolve_config("unet-skip", {"width": 4, "depth": 2}, 1, 16))
+    twin = build_model("unet", resolve_config("unet", {"width": 4, "depth": 2, "duplicate": True},
+                                              1, 16))
+    assert [p.shape for p in model.parameters()] == [p.shape for p in twin.parameters()]
+    model.eval()
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        h = model.encode(x)
+        first = 4 * 16 * 16  # the full-resolution level: what the last up block concatenates
+        changed = h.clone()
+        changed[:, :first] += 1
+        assert not torch.allclose(model.decode(changed), model.decode(h))  # the skip is used
+
+
+@pytest.mark.parametrize(("objective", "warned"), [("copy", True), ("denoise", False)])
+def test_train_warns_when_a_skip_unet_is_trained_to_copy(cli, tmp_path, objective, warned):
+    code, _, err = cli("train", tmp_path / "no-data", "--arch", "unet-skip", "--objective",
+                       objective, "--size", "16", "--set", "width=4", "--set", "depth=2",
+                       "--device", "cpu", "-o", tmp_path / "m.safetensors")
+    assert code == 1 and "no-data: no such file or folder" in err  # refused after the warning
+    line = ("aegen: warning: architecture 'unet-skip' can pass its input straight through, "
+            "and objective 'copy' trains it on uncorrupted inputs")
+    assert (line in err) == warned, err

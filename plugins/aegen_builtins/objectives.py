@@ -32,7 +32,8 @@ def denoise(clean, *, generator, schedule="linear", mu=0.7, sigma=0.2):
 
 @hookimpl
 def register_objectives(register):
-    register("copy", copy, description="plain autoencoding: input = target (the article's)")
+    register("copy", copy, description="plain autoencoding: input = target (the article's)",
+             corrupts=False)
     register(
         "denoise",
         denoise,
@@ -46,4 +47,5 @@ def register_objectives(register):
             "mu": Option(0.7, "mean of the noise (also the sampler's default)"),
             "sigma": Option(0.2, "standard deviation of the noise", min=0.0),
         },
+        corrupts=True,
     )

@@ -1,4 +1,4 @@
-"""Architecture plugins of the U-Net family: `unet`, its presets, and `unet-hidden`.
+"""Architecture plugins of the U-Net family: `unet`, its presets, `unet-hidden`, `unet-skip`.
 
 The presets are named configs of `unet`: `--arch unet-wide` builds exactly what
 `--arch unet --set width=128` builds.
@@ -16,6 +16,7 @@ HIDDEN_DEFAULTS = {"width": 64, "depth": 4, "code": 100, "hidden": 500, "squeeze
 # What aegen checks before building (from a --set or a checkpoint): sizes far beyond any use,
 # so that a few bytes of config never ask for gigabytes.
 LIMITS = {"width": (1, 1024), "depth": (1, 10)}
+SKIP_DEFAULTS = {"width": 64, "depth": 4}
 HIDDEN_LIMITS = {**LIMITS, "code": (1, 65536), "hidden": (1, 65536), "squeeze": (1, 65536)}
 
 
@@ -67,6 +68,15 @@ def build_unet_hidden(config: dict):
     )
 
 
+def build_unet_skip(config: dict):
+    """The U-Net with concatenated skips (DDPM-style, no time conditioning)."""
+    width, depth, channels, size = (config[k] for k in ("width", "depth", "channels", "size"))
+    _check_unet("unet-skip", width, depth, channels, size, 0)
+    from .unet_model import SkipUNet
+
+    return SkipUNet(channels=channels, width=width, depth=depth, size=size)
+
+
 @hookimpl
 def register_architectures(register):
     register(
@@ -85,4 +95,13 @@ def register_architectures(register):
         description="unet with a linear hidden-MLP bottleneck; latent: the code vector",
         defaults=HIDDEN_DEFAULTS,
         limits=HIDDEN_LIMITS,
+    )
+    register(
+        "unet-skip",
+        build_unet_skip,
+        description="U-Net with concatenated skips (DDPM-style): train it with --objective "
+        "denoise; latent: every level",
+        defaults=SKIP_DEFAULTS,
+        limits=LIMITS,
+        can_copy=True,
     )

@@ -1,5 +1,7 @@
-"""The U-Net without residual (skip) connections, as in the original article's code."""
+"""The U-Net without residual (skip) connections, as in the original article's code, and the
+DDPM-style U-Net with concatenated skips (for the comparison with diffusion)."""
 
+import torch
 from torch import Tensor, nn
 
 
@@ -113,3 +115,43 @@ class HiddenUNet(UNet):
     def decode(self, h: Tensor) -> Tensor:
         grid = self.from_code(h).view(h.shape[0], *self.squeeze_shape)
         return super().decode(self.expand(grid))
+
+
+class SkipUNet(UNet):
+    """The U-Net with concatenated skip connections (DDPM-style, no time conditioning): each up
+    block concatenates the encoder's tensor of its resolution to the upsampled one, so its layers
+    are `UNet(duplicate=True)`'s.
+
+    The latent is everything the decoder sees: the encoder's tensor at every level and the
+    bottleneck, flattened and concatenated, (B, sum of C*H*W). A walk that perturbs it perturbs
+    the skips too. Such a model can pass its input straight through, so train it with an
+    objective that corrupts the input (`denoise`), not `copy`.
+    """
+
+    def __init__(self, channels: int, width: int, depth: int, size: int):
+        super().__init__(channels=channels, width=width, depth=depth, duplicate=True)
+        self.shapes = [(width * 2**i, size // 2**i, size // 2**i) for i in range(depth + 1)]
+
+    def encode(self, x: Tensor) -> Tensor:
+        levels = [self.inc(x)]
+        for down in self.downs:
+            levels.append(down(levels[-1]))
+        return torch.cat([t.flatten(1) for t in levels], 1)
+
+    def decode(self, h: Tensor) -> Tensor:
+        sizes = [c * a * b for c, a, b in self.shapes]
+        levels = [part.reshape(len(h), *shape)
+                  for part, shape in zip(h.split(sizes, 1), self.shapes)]
+        x = levels.pop()
+        for up in self.ups:
+            x = up.conv(torch.cat([up.up(x), levels.pop()], 1))
+        return self.outc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels = [self.inc(x)]  # the same as decode(encode(x)), without flattening the levels
+        for down in self.downs:
+            levels.append(down(levels[-1]))
+        x = levels.pop()
+        for up in self.ups:
+            x = up.conv(torch.cat([up.up(x), levels.pop()], 1))
+        return self.outc(x)
