@@ -41,9 +41,11 @@ class Up(nn.Module):
         self.up = nn.ConvTranspose2d(cin, half, kernel_size=2, stride=2)
         self.conv = DoubleConv(cin if duplicate else half, half)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
         x = self.up(x)
-        if self.duplicate:
+        if skip is not None:  # the skip U-Net's: the encoder's tensor of this resolution
+            x = torch.cat([x, skip], 1)
+        elif self.duplicate:
             x = x.repeat(1, 2, 1, 1)
         return self.conv(x)
 
@@ -117,10 +119,37 @@ class HiddenUNet(UNet):
         return super().decode(self.expand(grid))
 
 
+class SkipDowns(nn.ModuleList):
+    """The down blocks, keeping each level: the flattened concatenation of them all."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels = [x]
+        for down in self:
+            levels.append(down(levels[-1]))
+        return torch.cat([t.flatten(1) for t in levels], 1)
+
+
+class SkipUps(nn.ModuleList):
+    """The up blocks, each given the level of its resolution from the flattened latent."""
+
+    def __init__(self, ups: nn.Module, shapes: list[tuple[int, int, int]]):
+        super().__init__(ups)
+        self.shapes = shapes
+
+    def forward(self, h: Tensor) -> Tensor:
+        sizes = [c * a * b for c, a, b in self.shapes]
+        levels = [part.reshape(len(h), *shape)
+                  for part, shape in zip(h.split(sizes, 1), self.shapes)]
+        x = levels.pop()
+        for up in self:
+            x = up(x, levels.pop())
+        return x
+
+
 class SkipUNet(UNet):
     """The U-Net with concatenated skip connections (DDPM-style, no time conditioning): each up
     block concatenates the encoder's tensor of its resolution to the upsampled one, so its layers
-    are `UNet(duplicate=True)`'s.
+    are `UNet(duplicate=True)`'s, under the same names.
 
     The latent is everything the decoder sees: the encoder's tensor at every level and the
     bottleneck, flattened and concatenated, (B, sum of C*H*W). A walk that perturbs it perturbs
@@ -130,28 +159,6 @@ class SkipUNet(UNet):
 
     def __init__(self, channels: int, width: int, depth: int, size: int):
         super().__init__(channels=channels, width=width, depth=depth, duplicate=True)
-        self.shapes = [(width * 2**i, size // 2**i, size // 2**i) for i in range(depth + 1)]
-
-    def encode(self, x: Tensor) -> Tensor:
-        levels = [self.inc(x)]
-        for down in self.downs:
-            levels.append(down(levels[-1]))
-        return torch.cat([t.flatten(1) for t in levels], 1)
-
-    def decode(self, h: Tensor) -> Tensor:
-        sizes = [c * a * b for c, a, b in self.shapes]
-        levels = [part.reshape(len(h), *shape)
-                  for part, shape in zip(h.split(sizes, 1), self.shapes)]
-        x = levels.pop()
-        for up in self.ups:
-            x = up.conv(torch.cat([up.up(x), levels.pop()], 1))
-        return self.outc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        levels = [self.inc(x)]  # the same as decode(encode(x)), without flattening the levels
-        for down in self.downs:
-            levels.append(down(levels[-1]))
-        x = levels.pop()
-        for up in self.ups:
-            x = up.conv(torch.cat([up.up(x), levels.pop()], 1))
-        return self.outc(x)
+        shapes = [(width * 2**i, size // 2**i, size // 2**i) for i in range(depth + 1)]
+        self.downs = SkipDowns(self.downs)
+        self.ups = SkipUps(self.ups, shapes)
