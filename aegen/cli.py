@@ -34,6 +34,8 @@ FLAGS = {
     "kind": "--noise",
     "checkpoint": "-c/--checkpoint",
     "yes": "-y/--yes",
+    "samples": "samples",  # `aegen eval`'s argument SAMPLES
+    "samples_n": "--n",
 }
 
 
@@ -662,6 +664,173 @@ def denoise_command(
         print(report["grid"])
 
 
+def eval_command(
+    samples: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SAMPLES",
+            help="Generated images: a folder, an image file or a data source's file. "
+            "[default: sample from -c, or the default model]",
+        ),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="Real images to compare with: a folder or a data source's file. [default "
+            "without -c and SAMPLES: the default model's own, Fashion-MNIST's test images at "
+            "/usr/share/datasets/fashion-mnist]",
+        ),
+    ] = None,
+    checkpoint: Checkpoint = None,
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="Registered sampler.")
+    ] = builtin_names.SAMPLER,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            help="Schedule for samplers that take one; its options: -O schedule.KEY=VALUE.",
+        ),
+    ] = None,
+    option: Option_ = None,
+    steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 100,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", "-n", help="Images to sample; with SAMPLES, use the first N. "
+                     "[default: 1000 sampled; all of SAMPLES]"),
+    ] = None,
+    batch_size: BatchSize = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the samples (image i: seed + i).")
+    ] = 0,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="KEY=V1,V2,... (repeatable): evaluate every combination; KEY is steps, n, "
+            "seed, batch-size, sampler, or a sampler option (schedule, mu, ...).",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="With --sweep: PNG of FID against model evaluations. "
+                     "[default: eval-sweep.png]"),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Also write a grid PNG of the samples."),
+    ] = None,
+    out_dir: OutDir = None,
+    name: Name = "{seed}.png",
+    size: Annotated[
+        int | None,
+        typer.Option(
+            "--size",
+            help="Compare at SIZE x SIZE (images resized and centre-cropped). [default: the "
+            "samples' own size, which must be one, or the model's]",
+        ),
+    ] = None,
+    reference_n: Annotated[
+        int | None,
+        typer.Option("--reference-n", help="Use the first N reference images. [default: all]"),
+    ] = None,
+    feature_batch: Annotated[
+        int, typer.Option("--feature-batch", help="Images per Inception forward pass.")
+    ] = 50,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Extract the reference features (and, in a sweep, every setting) anew, and "
+            "store nothing. Cache: $AEGEN_CACHE_DIR/eval, else ~/.cache/aegen/eval.",
+        ),
+    ] = False,
+    running_stats: RunningStats = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile_: Compile = False,
+    channels_last: MemoryFormat = None,
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure samples as the field does: FID, KID and precision/recall (k = 3) against real
+    images, on Inception-v3 (2015-12-05) pool3 features, offline (docs/evaluation.md).
+
+    Needs the eval extra: pip install 'aegen[eval]'.
+
+    \b
+    Examples:
+      aegen eval samples/ --reference photos/
+      aegen eval -c model.safetensors --reference photos/ -n 1000 --schedule cosine --steps 200
+      aegen eval --reference-n 1000 -n 1000
+      aegen eval -c model.safetensors --reference photos/ --sweep steps=10,25,50,100 --sweep schedule=linear,cosine
+    """
+    bounds.check_template(out, "grid")
+    bounds.check_template(name, "name")
+    from .evaluation import EvalSettings, evaluate
+    from .evaluation.sweep import parse_sweeps
+    from .evaluation.task import DEFAULT_N
+    from .outputs import Outputs
+    from .settings import Runtime, SamplingSettings
+
+    if samples is not None and (out or out_dir):
+        raise UsageError("--out and --out-dir write sampled images; SAMPLES are files already")
+    settings = EvalSettings(
+        reference=reference, samples=samples, size=size, reference_n=reference_n,
+        sweeps=parse_sweeps(sweep or []), feature_batch=feature_batch, cache=not no_cache,
+        plot=plot, force=force, samples_n=n if samples is not None else None,
+    )
+    sampling = SamplingSettings(
+        sampler=sampler, options=_options(option, schedule=schedule), steps=steps,
+        n=DEFAULT_N if n is None else n,
+        batch_size=batch_size, seed=seed, running_stats=running_stats,
+    )
+    outputs = Outputs(grid=out, out_dir=out_dir, name=name, force=force) if out or out_dir else None
+    result = evaluate(
+        checkpoint, settings, sampling, outputs=outputs,
+        runtime=Runtime(device, precision, compile_, channels_last), reporter=_reporter(quiet),
+    )
+    report = result.as_json()
+    if as_json:
+        _emit(report, True, [])
+        return
+    _console().print(_eval_table(report))
+    for path in ([report["plot"]] if report["plot"] else []) + report["written"]:
+        print(path)
+
+
+def _eval_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    ref = report["reference"]
+    table = Table(
+        title="FID, KID x 1000 (mean ± std over subsets), precision and recall (k = 3)",
+        caption=f"against {ref['images']} reference image(s) of {ref['path']} at "
+        f"{ref['size']}x{ref['size']}",
+    )
+    sweeping = any(row["setting"] for row in report["rows"])
+    columns = (["setting", "evals/image"] if sweeping else []) + [
+        "samples", "FID", "KID x 1000", "precision", "recall"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "setting" else "right", no_wrap=True)
+    for row in report["rows"]:
+        cells = [row["label"], f"{row['nfe_per_image']:g}"] if sweeping else []
+        cells += [
+            str(row["n"]), f"{row['fid']:.2f}",
+            f"{row['kid_mean'] * 1000:.2f} ± {row['kid_std'] * 1000:.2f}",
+            _share(row["precision"]), _share(row["recall"]),
+        ]
+        table.add_row(*cells)
+    return table
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _db(value: float | None) -> str:
     return "inf" if value is None else f"{value:.2f} dB"
 
@@ -1080,6 +1249,7 @@ def build_app() -> typer.Typer:
     app.command("generate")(generate_command)
     app.command("walk")(walk_command)
     app.command("denoise")(denoise_command)
+    app.command("eval")(eval_command)
     app.command("represent")(represent_command)
     app.command("install")(install_command)
     app.command("uninstall")(uninstall_command)
