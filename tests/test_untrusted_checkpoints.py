@@ -240,8 +240,9 @@ def _fields(header: dict[str, Any], meta: dict[str, Any], part: str) -> list[tup
     if part == "tensor":
         names = sorted(k for k in header if k != "__metadata__")
         return [(header[n], k) for n in names for k in ("dtype", "shape", "data_offsets")]
-    node = {"meta": meta, "config": meta["config"], "state": meta["training_state"]}[part]
-    return [(node, k) for k in node]
+    node = meta if part == "meta" else meta.get(
+        {"config": "config", "state": "training_state"}[part])  # an earlier edit may have
+    return [(node, k) for k in node] if isinstance(node, dict) else []  # replaced it
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
