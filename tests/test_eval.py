@@ -201,6 +201,13 @@ def test_a_sweep_scores_each_setting_plots_and_resumes_from_the_cache(
     assert [r["cached"] for r in again.rows] == [True, True]
     assert fake_extractor.calls == calls  # nothing sampled or extracted again
     assert [r["fid"] for r in again.rows] == [r["fid"] for r in result.rows]
+    # The same runs named by another sweep come from the cache under that sweep's names.
+    other = evaluate(tiny_checkpoint, dataclasses.replace(
+        settings, force=True, sweeps={"sampler": ["schedule"], "steps": ["1", "3"]}),
+        sampling, runtime=_cpu())
+    assert [r["cached"] for r in other.rows] == [True, True]
+    assert [r["label"] for r in other.rows] == ["sampler=schedule steps=1",
+                                               "sampler=schedule steps=3"]
 
 
 def _cpu():

@@ -250,9 +250,9 @@ def _one_setting(loaded: LoadedModel, run_of: tuple, real: torch.Tensor, ctx: tu
     key = _result_key(loaded, run, checked, ref_info, extractor)
     if settings.cache and settings.sweeps:
         found = cache.recall(RESULTS, key)
-        if found is not None:
+        if found is not None:  # the same run may have been stored under another sweep's names
             reporter.info(f"{label(setting)}: from the cache")
-            return {**found, "cached": True}, None
+            return {**found, "setting": setting, "label": label(setting), "cached": True}, None
     started = time.monotonic()
     if label(setting):
         reporter.info(f"setting {label(setting)}")
