@@ -241,7 +241,7 @@ def test_generate_and_walk_help_name_installed_samplers_and_schedules_without_to
                             env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
                                  "AEGEN_LOAD_PLUGINS": "aegen_sigmoid,aegen_runtime"})
     text = " ".join(result.stdout.split())
-    assert "Installed: crashes, nan, needs-start, noiseless-walk, returns, schedule," in text
+    assert "Installed: crashes, ddim, nan, needs-start, noiseless-walk, returns, schedule," in text
     if command == "generate":
         assert "Installed: cosine, linear, sigmoid." in text
     assert text.endswith("torch imported: False")

@@ -531,7 +531,7 @@ def test_generate_help_names_the_installed_sampler_and_schedule(sites):
     proc = aegen(sites, "generate", "--help")
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split()).replace("- ", "-")  # undo the help's line wrapping
-    assert "Installed: momentum, noiseless-walk, schedule, walk." in text  # --sampler
+    assert "Installed: ddim, momentum, noiseless-walk, schedule, walk." in text  # --sampler
     assert "Installed: cosine, linear, sigmoid." in text  # --schedule
 
 
