@@ -48,7 +48,9 @@ def test_ddim_matches_a_hand_written_loop(model):
             a = noise.normal(mu, sigma)
             for n in range(steps):
                 g = model(a)
-                torch.testing.assert_close(frames[n], g, atol=1e-4, rtol=1e-3)
+                # 1 / d amplifies a pass's rounding (the sampler may run channels-last, this
+                # loop contiguous: 4e-7 a pass) into the next input; a wrong update is off by ~0.1.
+                torch.testing.assert_close(frames[n], g, atol=2e-3, rtol=1e-3)
                 c, d = weights(n, steps)
                 e = (a - c * g) / d
                 c, d = weights(n + 1, steps)
