@@ -78,6 +78,22 @@ MemoryFormat = Annotated[
         show_default=False,
     ),
 ]
+DataCache = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Decode the images once into the decoded cache and read batches from it (docs/"
+        "data.md); --no-cache reads them into memory.",
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", min=1,
+        help="Processes that decode images. [default: the CPUs, up to 8]",
+        show_default=False,
+    ),
+]
 Compile = Annotated[
     bool,
     typer.Option(
@@ -189,6 +205,14 @@ def train_command(
             "(docs/scaling.md). No effect in one process.",
         ),
     ] = False,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip",
+            help="Mirror a random half of each batch left to right (seeded; off in the original "
+            "article). [default: off, or the resumed run's]",
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -199,6 +223,8 @@ def train_command(
     ] = None,
     compile_: Compile = False,
     channels_last: MemoryFormat = None,
+    cache: DataCache = True,
+    workers: Workers = None,
     force: Force = False,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -207,8 +233,9 @@ def train_command(
 
     By default it copies its input (the original article's method); --objective denoise trains on the
     schedule sampler's own noisy inputs instead. A checkpoint is written after every epoch;
-    --resume continues one. Under torchrun it trains data-parallel, one process per device
-    (--batch-size is per process; docs/scaling.md).
+    --resume continues one. The images are decoded once into the decoded cache and read from it a
+    batch at a time (docs/data.md). Under torchrun it trains data-parallel, one process per
+    device (--batch-size is per process; docs/scaling.md).
 
     \b
     Examples:
@@ -217,6 +244,7 @@ def train_command(
       aegen train ./photos --objective denoise -O mu=0.5 -O sigma=0.25
       aegen train ./photos --epochs 12 --lr 1e-3 --lr-schedule cosine --precision bf16
       aegen train ./photos --resume model.safetensors --epochs 40
+      aegen train ./photos --flip --workers 4 --size 128
       torchrun --nproc-per-node 4 $(command -v aegen) train ./photos --sync-bn --epochs 40
     """
     from .options import parse_assignments
@@ -238,6 +266,7 @@ def train_command(
         objective=objective,
         objective_options=parse_assignments(option or [], "--option"),
         sync_bn=sync_bn,
+        flip=flip,
     )
     runtime = Runtime(device, precision, compile_, channels_last)
     result = train(
@@ -248,6 +277,8 @@ def train_command(
         resume=resume,
         force=force,
         reporter=_reporter(quiet),
+        cache=cache,
+        workers=workers,
     )
     _emit(result.as_json(), as_json, [str(result.path)])
 
@@ -1222,6 +1253,44 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def data_inspect_command(
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="Folder of images, or a file a data source reads.")
+    ],
+    size: Annotated[
+        int, typer.Option("--size", min=1, help="The training size whose cache state to show.")
+    ] = 64,
+    channels: Annotated[
+        int | None,
+        typer.Option("--channels", help="1 or 3, as given to aegen train. [default: auto]"),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Data source. [default: from the path]"),
+    ] = None,
+    workers: Workers = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Say what DATA holds as aegen train would read it: how many images, how many cannot be
+    read (and why), their sizes and modes, and whether the decoded cache holds them.
+
+    \b
+    Examples:
+      aegen data inspect ./photos
+      aegen data inspect ./photos --size 128 --json
+      aegen data inspect train-images-idx3-ubyte.gz --size 32
+    """
+    from .inspection import inspect_data
+
+    if channels not in (None, 1, 3):
+        raise typer.BadParameter("must be 1 or 3", param_hint="--channels")
+    reporter = _reporter(quiet)
+    with reporter.task("reading images", total=None) as task:
+        report = inspect_data(data, source, size, channels, workers, on_image=task.advance)
+    _emit(report.as_json(), as_json, report.lines())
+
+
 def build_app() -> typer.Typer:
     """The Typer app with the built-in commands and those plugins add."""
     app = typer.Typer(
@@ -1262,6 +1331,10 @@ def build_app() -> typer.Typer:
     plugins.command("new")(plugins_new_command)
     app.add_typer(plugins)
     app.command("info")(info_command)
+    data = typer.Typer(name="data", help="Inspect training data.", no_args_is_help=True,
+                       rich_markup_mode=None, add_completion=False)
+    data.command("inspect")(data_inspect_command)
+    app.add_typer(data)
     from .plugins import get_registry
 
     get_registry().add_commands(app)

@@ -1,5 +1,6 @@
 """Images as data: folders found recursively, or any path a data-source plugin claims; resized,
-centre-cropped and kept in memory. For training (`load_data`) and for `--input` (`load_inputs`).
+centre-cropped, and kept in memory or, while the decoded cache is built (aegen/datacache.py),
+written to disk. For training (`load_data`) and for `--input` (`load_inputs`).
 
 What is kept is bounded by the data budget (`data_budget`, docs/security.md): a source checks
 the images it will keep against it before decoding any. Paths that are neither regular files
@@ -18,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
 from .builtin_names import FOLDER_SOURCE
+from .decoding import amount as _amount
+from .decoding import decode_files
 from .errors import DataError, PluginError, UsageError
+from .imagestore import current_writer
 from .plugins import get_registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 BUDGET_ENV = "AEGEN_DATA_BUDGET"
 DEFAULT_BUDGET = 4 << 30  # where the OS does not say how much memory it has
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
@@ -80,13 +82,6 @@ def check_data_budget(path: str | os.PathLike, needed: int, what: str) -> None:
         )
 
 
-def _amount(n: int) -> str:
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
-
-
 def _check_kind(path: str | os.PathLike) -> str:
     """"file" or "folder", from os.stat alone; DataError for anything else, which is never
     opened: a FIFO would block whoever opens it, and a device might never end."""
@@ -112,6 +107,7 @@ class ImageSet:
     paths: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     source: str = ""
+    cache: dict | None = None  # where the decoded cache was found or made (docs/data.md)
 
     @property
     def channels(self) -> int:
@@ -132,62 +128,46 @@ def load_images(
     size: int,
     channels: int | None = None,
     on_image: Callable[[], None] | None = None,
+    workers: int | None = None,
 ) -> ImageSet:
     """Read each image, resize its shorter side to `size` and centre-crop a square.
 
     Unreadable files are skipped and listed, as are paths that are not regular files (never
     opened) and images whose decoding alone would not fit the data budget. `channels` None
-    means 1 if every image is grey, else 3. The images are decoded as RGB, so N x 3 x size x
-    size bytes must fit the data budget (checked before reading any).
+    means 1 if every image is grey, else 3. `workers` processes decode (None: this machine's
+    CPUs, up to 8; only for enough files to repay starting them). In memory, N x 3 x size x
+    size bytes must fit the data budget (checked before reading any); while aegen builds its
+    decoded cache (docs/data.md) the images go to disk one at a time instead.
     """
-    check_data_budget(_common_folder(paths), len(paths) * 3 * size * size,
-                      f"{len(paths)} images of 3 x {size} x {size}")
-    budget = data_budget()
-    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    writer = current_writer()
+    if writer is None:
+        check_data_budget(_common_folder(paths), len(paths) * 3 * size * size,
+                          f"{len(paths)} images of 3 x {size} x {size}")
+        memory = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     kept, skipped, grey = [], [], True
-    for path in paths:
-        try:
-            picture, is_grey = _read_image(Path(path), size, budget)
-            images[len(kept)] = picture
-            grey = grey and is_grey
+    for path, found in zip(paths, decode_files(paths, size, data_budget(), workers)):
+        if found.pixels is None:
+            skipped.append((Path(path), found.reason))
+        else:
+            if writer is None:
+                memory[len(kept)] = torch.from_numpy(found.pixels)
+            else:
+                writer.add(found.pixels)
+            grey = grey and found.grey
             kept.append(Path(path))
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            skipped.append((Path(path), reason))
         if on_image is not None:
             on_image()
     if not kept:
         raise DataError(f"none of the {len(paths)} image file(s) could be read")
-    images = images[: len(kept)]
     channels = channels or (1 if grey else 3)
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, not {channels}")
+    if writer is not None:
+        return ImageSet(images=writer.finish(channels, grey), paths=kept, skipped=skipped)
+    images = memory[: len(kept)]
     if channels == 1:
         images = F.rgb_to_grayscale(images) if not grey else images[:, :1].contiguous()
-    elif channels != 3:
-        raise DataError(f"channels must be 1 or 3, not {channels}")
     return ImageSet(images=images, paths=kept, skipped=skipped)
-
-
-def _read_image(path: Path, size: int, budget: int):
-    """One image file as a uint8 (3, size, size) tensor, and whether it was grey. OSError for a
-    path that is not a regular file (a FIFO would block the open), ValueError for an image
-    whose decoding would take more than `budget` bytes (PIL keeps 4 bytes a pixel, decoded and
-    again converted to RGB), known from its header before any pixel is decoded."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        kinds = ((stat.S_ISDIR, "a folder"), *_SPECIAL)
-        kind = next((name for test, name in kinds if test(mode)), "a special file")
-        raise OSError(f"{kind}, not an image file")
-    with Image.open(path) as img:
-        needed = 8 * img.width * img.height
-        if needed > budget:
-            raise ValueError(f"decoding its {img.width} x {img.height} pixels would take "
-                             f"{_amount(needed)}, more than the data budget of {_amount(budget)} "
-                             f"(set {BUDGET_ENV} to change it)")
-        img.load()
-        grey = img.mode in _GREY_MODES
-        rgb = img.convert("RGB")
-    rgb = F.center_crop(F.resize(rgb, size, antialias=True), [size, size])
-    return F.pil_to_tensor(rgb), grey
 
 
 def _common_folder(paths: Sequence[Path]) -> str:
@@ -223,20 +203,24 @@ def load_data(
 ) -> ImageSet:
     """Training images from `path` through a registered data source: the one named, or the one
     whose `detect` claims the path (image folders when none does)."""
+    return read_with(choose_source(path, source), Path(path), size, channels, on_image)
+
+
+def choose_source(path: str | os.PathLike, source: str | None = None):
+    """The registered data source that reads `path`: the one named, or the one whose `detect`
+    claims it (image folders when none does)."""
     if source is None or os.path.lexists(path):  # a named source may read a path to be made
         _check_kind(path)  # before any `detect` or `load` could open a FIFO
-    if source is None:
-        claims = claiming_sources(Path(path))
-        if len(claims) > 1:
-            names = ", ".join(s.name for s in claims)
-            raise DataError(
-                f"{path} could be read by several data sources ({names}); choose one with `source`",
-                parameters=["source"],
-            )
-        chosen = claims[0] if claims else get_registry().data_source(FOLDER_SOURCE)
-    else:
-        chosen = get_registry().data_source(source)
-    return read_with(chosen, Path(path), size, channels, on_image)
+    if source is not None:
+        return get_registry().data_source(source)
+    claims = claiming_sources(Path(path))
+    if len(claims) > 1:
+        names = ", ".join(s.name for s in claims)
+        raise DataError(
+            f"{path} could be read by several data sources ({names}); choose one with `source`",
+            parameters=["source"],
+        )
+    return claims[0] if claims else get_registry().data_source(FOLDER_SOURCE)
 
 
 def read_with(

@@ -35,6 +35,14 @@ def _objective_generator(seed: int, epoch: int, device: Any, rank: int = 0) -> t
     return torch.Generator(device).manual_seed((base + rank * 0x9E3779B97F4A7C15) % 2**63)
 
 
+def flips_of_epoch(seed: int, epoch: int, count: int, rank: int = 0) -> torch.Tensor:
+    """Which of this rank's `count` images of `epoch` `flip` mirrors (a fair coin each), per
+    (seed, epoch, rank) and apart from the order and the objective's draws."""
+    base = (seed * 1_000_003 + epoch) ^ 0x2545F4914F6CDD1D
+    generator = torch.Generator().manual_seed((base + rank * 0x9E3779B97F4A7C15) % 2**63)
+    return torch.rand(count, generator=generator) < 0.5
+
+
 def epoch_shard(count: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
                 world: int = 1) -> torch.Tensor:
     """The image indices this rank trains on in `epoch`, in order: every `world`-th of the
@@ -105,20 +113,25 @@ class Learner:
 
 def train_epoch(learner: Learner, pixels: torch.Tensor, epoch: int, reporter: Reporter,
                 ctx: Context = SINGLE) -> float:
-    """One pass over this rank's share of `pixels` (uint8) in the order fixed by (seed,
-    epoch); the last partial batch is dropped, as in the original article. Returns the mean
-    loss over all ranks."""
+    """One pass over this rank's share of `pixels` (uint8: a tensor, or an ImageFile that reads
+    only the rows asked for) in the order fixed by (seed, epoch); the last partial batch is
+    dropped, as in the original article. Returns the mean loss over all ranks."""
     settings, device = learner.settings, learner.device
     batch_size = settings.batch_size
     order = epoch_shard(len(pixels), batch_size, settings.seed, epoch, ctx.rank, ctx.world)
     batches = len(order) // batch_size
     draws = _objective_generator(settings.seed, epoch, device, ctx.rank)
+    flips = flips_of_epoch(settings.seed, epoch, len(order), ctx.rank) if settings.flip else None
     total = torch.zeros((), device=device)
     learner.model.train()
     with reporter.task(f"epoch {epoch + 1}/{settings.epochs}", total=batches, loss=True) as task:
         for b in range(batches):
             index = order[b * batch_size : (b + 1) * batch_size]
-            clean = pixels[index].to(device, non_blocking=True).float().div_(255)
+            batch = pixels[index]  # a tensor's rows, or the decoded cache's read from disk
+            if flips is not None:
+                mirror = flips[b * batch_size : (b + 1) * batch_size].view(-1, 1, 1, 1)
+                batch = torch.where(mirror, batch.flip(-1), batch)
+            clean = batch.to(device, non_blocking=True).float().div_(255)
             learner.set_rate(epoch + b / batches)
             total += learner.step(clean, draws)
             if b + 1 == batches or (task.active and b % 10 == 9):  # a sync only when shown

@@ -56,6 +56,7 @@ TRAIN_DEFAULTS: Mapping[str, Any] = {
     "lr": 1e-4,
     "lr_schedule": "constant",
     "objective": builtin_names.OBJECTIVE,
+    "flip": False,
 }
 
 
@@ -77,6 +78,7 @@ class TrainSettings:
     objective: str | None = None
     objective_options: Mapping[str, Any] = field(default_factory=dict)
     sync_bn: bool = False
+    flip: bool | None = None
 
     def with_defaults(self) -> TrainSettings:
         """Every unset setting that has a default, set to it (the seed stays: it is drawn)."""

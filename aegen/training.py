@@ -31,7 +31,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .console import Reporter
-from .data import ImageSet, load_data
+from .data import ImageSet
 from .devices import pick_device
 from .errors import CheckpointError, UsageError
 from .files import check_writable, refuse_overwrite
@@ -40,6 +40,7 @@ from .options import resolve_options
 from .plugins import get_registry
 from .precision import FastPath, auto_training_path, choose, compiled, for_model
 from .settings import Runtime, TrainSettings
+from .trainingdata import read_training_data
 from .trainstate import Reconciled, TrainingState, path_words, reconcile
 
 
@@ -59,6 +60,7 @@ class TrainResult:
     seconds: float
     objective: dict[str, Any]
     fast_path: dict[str, Any] | None = None
+    data_cache: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class TrainResult:
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
             "fast_path": self.fast_path,
+            "data_cache": self.data_cache,
         }
 
 
@@ -110,6 +113,8 @@ def train(
     resume: str | os.PathLike | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
+    cache: bool = True,
+    workers: int | None = None,
     **fields: Any,
 ) -> TrainResult:
     """Train on the images under `data` and write a checkpoint to `out` after every epoch.
@@ -139,10 +144,15 @@ def train(
     `ema` (a decay per step, e.g. 0.999) keeps an exponential moving average of the weights and
     saves it as the model, the usual way to steadier samples; the trained weights and the
     optimizer state stay in the checkpoint for `resume`.
+
+    `flip` True flips a random half of each batch left to right (drawn from the seed and the
+    epoch, so reproducible and resumable). The images are decoded once into the decoded cache
+    (docs/data.md) by `workers` processes and read from it a batch at a time; `cache` False
+    reads them into memory instead.
     """
     out = check_writable(out, "out")  # settings, runtime, reporter: from the task decorator
     plan = plan_run(out, settings, runtime, resume, force, reporter)
-    images = read_images(data, plan, reporter)
+    images = read_images(data, plan, reporter, cache, workers)
     plan = fit_to_images(plan, images, data, reporter)
     parts = build_parts(plan, resume)
     began = time.perf_counter()
@@ -160,6 +170,7 @@ def train(
         seconds=time.perf_counter() - began,
         objective=plan.objective,
         fast_path=plan.fast.as_json(),
+        data_cache=images.cache,
     )
 
 
@@ -220,13 +231,26 @@ def resolve_objective(settings: TrainSettings) -> dict[str, Any]:
     return {"name": name, "options": options, "plugin": spec.plugin}
 
 
-def read_images(data: str | os.PathLike, plan: TrainingPlan, reporter: Reporter) -> ImageSet:
-    """The training images, with unreadable files skipped (and said); enough for one batch on
-    every process, or an error before any training."""
+def read_images(data: str | os.PathLike, plan: TrainingPlan, reporter: Reporter,
+                cache: bool = True, workers: int | None = None) -> ImageSet:
+    """The training images (from the decoded cache unless `cache` is False), with unreadable
+    files skipped (and said); enough for one batch on every process, or an error before any
+    training. Under torchrun the first process of each machine decodes into the cache while
+    the others wait, then each reads only its share of every epoch from it."""
     settings, ctx = plan.settings, distributed.current()
+    decodes = not (cache and ctx.active) or ctx.local_rank == 0
+    if not decodes:
+        ctx.barrier()  # the cache is being built on this machine
     with reporter.task("reading images", total=None) as task:
-        images = load_data(data, settings.size, settings.channels, settings.source,
-                           on_image=task.advance)
+        images = read_training_data(
+            data, settings.size, settings.channels, settings.source, cache=cache,
+            workers=workers, on_image=task.advance, warn=reporter.warn)
+    if cache and ctx.active and decodes:
+        ctx.barrier()
+    if images.cache and images.cache.get("path"):
+        done = {"hit": "read from", "built": "decoded into"}[images.cache["state"]]
+        reporter.info(f"{len(images.paths)} images {done} the decoded cache "
+                      f"{images.cache['path']}")
     for path, why in images.skipped[:5]:
         reporter.warn(f"skipped {path}: {why}")
     if images.skipped:
@@ -307,6 +331,7 @@ def state_after(plan: TrainingPlan, epochs_done: int, losses: list[float]) -> Tr
         processes=ctx.world,
         sync_bn=bool(settings.sync_bn) and ctx.active,
         ema=settings.ema,
+        flip=bool(settings.flip),
     )
 
 

@@ -47,6 +47,7 @@ FIELD_CHECKS: dict[str, tuple[Any, str]] = {
     "processes": (_whole(1, 2**20), "a whole number of at least 1"),
     "sync_bn": (lambda v: isinstance(v, bool), "true or false"),
     "ema": (lambda v: v is None or _number(v) and 0 <= v < 1, "null or a number in [0, 1)"),
+    "flip": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -79,6 +80,7 @@ class TrainingState:
     processes: int = 1
     sync_bn: bool = False
     ema: float | None = None
+    flip: bool = False
 
     @classmethod
     def read(cls, info: CheckpointInfo) -> TrainingState:
@@ -117,6 +119,8 @@ class TrainingState:
             recorded.update(processes=self.processes, sync_bn=self.sync_bn)
         if self.ema:
             recorded["ema"] = self.ema
+        if self.flip:
+            recorded["flip"] = True
         return recorded
 
     def fast_path(self) -> dict[str, Any]:
@@ -177,6 +181,9 @@ def reconcile(info: CheckpointInfo, asked: TrainSettings, runtime: Runtime) -> R
     if asked.ema is not None and asked.ema != state.ema:
         raise UsageError(f"`ema` {asked.ema} differs from the resumed run's {state.ema or 'none'}",
                          parameters=["ema"])
+    if asked.flip is not None and asked.flip != state.flip:
+        raise UsageError(f"`flip` {str(asked.flip).lower()} differs from the resumed run's "
+                         f"{str(state.flip).lower()}", parameters=["flip"])
     for name, what in (("config", "config"), ("objective_options", "objective")):
         if getattr(asked, name):
             raise UsageError(f"`{name}` cannot change the {what} of a resumed run",
@@ -190,7 +197,7 @@ def reconcile(info: CheckpointInfo, asked: TrainSettings, runtime: Runtime) -> R
         asked, architecture=info.architecture, config=dict(info.config), size=info.size,
         channels=info.channels, batch_size=state.batch_size, lr=state.lr, seed=state.seed,
         objective=objective["name"], objective_options=objective["options"],
-        lr_schedule=state.lr_schedule, ema=state.ema,
+        lr_schedule=state.lr_schedule, ema=state.ema, flip=state.flip,
     )
     runtime = dataclasses.replace(
         runtime,

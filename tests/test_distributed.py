@@ -100,6 +100,7 @@ def test_training_under_torchrun_checkpoints_resumes_and_lowers_the_loss(image_f
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # rank 0 alone prints: one JSON document
     assert report["losses"][-1] < report["losses"][0]
+    assert report["data_cache"]["state"] in ("built", "hit")  # each rank reads its share of it
     lines = [line for line in done.stderr.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 3, done.stderr  # progress from rank 0 only
 

@@ -309,7 +309,7 @@ def test_refusals(tmp_path, image_folder, cli):
 
 
 def test_size_error_comes_before_reading_any_data(tmp_path, monkeypatch, image_folder):
-    monkeypatch.setattr(training, "load_data", lambda *a, **k: pytest.fail("read data"))
+    monkeypatch.setattr(training, "read_training_data", lambda *a, **k: pytest.fail("read data"))
     with pytest.raises(UsageError, match="divisible by 4"):
         train(image_folder, tmp_path / "m.safetensors", config=TINY, size=18)
 
