@@ -129,7 +129,8 @@ def build(found: Fingerprint, read: Callable[[], Any], workers: int | None = Non
     free = shutil.disk_usage(folder).free
     if free < _decoded_estimate(found):
         raise OSError(f"{amount(free)} free in {folder}, too little for the decoded images")
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{found.key}."))
+    _drop_abandoned(folder)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{found.key}.{os.getpid()}."))
     writer = ImageFileWriter(tmp / "images.npy", tmp / "rgb.part", found.size)
     try:
         with writing_to(writer):
@@ -151,6 +152,29 @@ def build(found: Fingerprint, read: Callable[[], Any], workers: int | None = Non
     if cached is None:
         raise OSError(f"{found.npy} could not be read back")
     return cached
+
+
+def _drop_abandoned(folder: Path, quiet_for: float = 600.0) -> None:
+    """Remove the temporary folders of builds whose process is gone (killed, so it could not
+    clean up), untouched for `quiet_for` seconds (another machine's pid means nothing here)."""
+    for tmp in folder.glob(".*.*.*"):
+        try:
+            pid = int(tmp.name.split(".")[2])
+            old = time.time() - tmp.stat().st_mtime > quiet_for
+        except (ValueError, IndexError, OSError):
+            continue
+        if old and not _alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
 
 
 def _decoded_estimate(found: Fingerprint) -> int:

@@ -12,9 +12,11 @@ second; its resize and crop are torchvision's for PIL images (`F.resize(img, siz
 from __future__ import annotations
 
 import contextvars
+import importlib.machinery
 import multiprocessing
 import os
 import stat
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,8 +166,32 @@ def in_order(work, paths: Sequence[Path], workers: int | None = None) -> Iterato
     if workers == 1 or len(paths) < 2 * CHUNK:
         yield from map(work, paths)
         return
-    with _context().Pool(min(workers, -(-len(paths) // CHUNK))) as pool:
+    with _main_left_alone():
+        pool = _context().Pool(min(workers, -(-len(paths) // CHUNK)))
+    with pool:
         yield from pool.imap(work, paths, chunksize=CHUNK)
+
+
+@contextmanager
+def _main_left_alone() -> Iterator[None]:
+    """While workers start, make multiprocessing believe the main module is a package's
+    `__main__`, which it never re-runs. Otherwise each worker runs the user's script again to
+    find functions that live here: seconds of imports per worker for a script that imports
+    torch, and, in a script that calls aegen without an `if __name__ == "__main__":` guard,
+    a RuntimeError instead of training (tests/test_data_cache.py)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    had, spec = "__spec__" in vars(main), vars(main).get("__spec__")
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        if had:
+            main.__spec__ = spec
+        else:
+            del main.__spec__
 
 
 def _context():

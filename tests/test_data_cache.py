@@ -23,7 +23,7 @@ from aegen.errors import DataError
 from aegen.imagestore import ImageFile, npy_header
 from aegen.trainingdata import read_training_data
 
-from .conftest import SIZE, TINY, make_images
+from .conftest import SIZE, TINY, make_images, run_aegen
 
 TRAIN = ["--arch", "unet", *[f"--set={k}={v}" for k, v in TINY.items()], "--size", str(SIZE),
          "--batch-size", "8", "--seed", "0", "--precision", "fp32", "--epochs", "1"]
@@ -48,9 +48,9 @@ def eighty(tmp_path) -> Path:
     return folder
 
 
-def aegen(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aegen", *map(str, args)], capture_output=True,
-                          text=True, env=env, **kwargs)
+def aegen(*args, env=None) -> subprocess.CompletedProcess:
+    """The real `aegen` console script (conftest.run_aegen), with this process's environment."""
+    return run_aegen(*args, env=env)
 
 
 def test_resize_and_crop_are_torchvisions_pixel_for_pixel():
@@ -217,3 +217,17 @@ def test_data_inspect_counts_reads_and_says_the_cache_state(eighty, own_cache):
     assert "24x20 (78)" in text and "cached at" in text
     missing = aegen("data", "inspect", eighty / "nowhere")
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_script_without_a_main_guard_can_decode_with_workers(eighty, own_cache, tmp_path):
+    """Workers must not run the user's script again (multiprocessing's spawn and forkserver
+    would, to find pickled functions): here that would train again in every worker."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from aegen.trainingdata import read_training_data\n"
+        f"found = read_training_data({str(eighty)!r}, 16, workers=2)\n"
+        "print('read', len(found.paths), found.cache['state'])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["read 78 built"]
