@@ -6,13 +6,15 @@ target x) predicts x, so the noise in its input is implied too: e = (a - c * g) 
 it, as DDIM does with a diffusion model's predicted noise (eta = 0), keeps each image on one
 path from noise to sample, which matters when there are few steps to correct a bad draw.
 eta = 1 draws all of the next step's noise afresh (the `schedule` sampler on this sampler's
-levels); values between mix the two, keeping the noise's variance.
+levels); values between mix the two, keeping the noise's variance. The default, 0.5, was chosen
+by measurement: on the shipped model at 25 steps it scored better than 0 on FID and on KID
+(docs/samplers.md).
 """
 
 from aegen.api import Option, get_schedule, hookimpl
 
 
-def ddim(model, x, *, steps, noise, schedule="linear", mu=0.7, sigma=0.2, eta=0.0):
+def ddim(model, x, *, steps, noise, schedule="linear", mu=0.7, sigma=0.2, eta=0.5):
     """Deterministic iterated denoising on a schedule.
 
     a_0 ~ N(mu, sigma) (or the given batch x) is taken to be at level (c_0, d_0) of the
@@ -50,7 +52,8 @@ def register_samplers(register):
             ),
             "mu": Option(0.7, "mean of the noise"),
             "sigma": Option(0.2, "standard deviation of the noise", min=0.0),
-            "eta": Option(0.0, "share of fresh noise each step: 0 deterministic, 1 all fresh",
+            "eta": Option(0.5, "share of fresh noise each step: 0 deterministic (DDIM's), 1 all "
+                          "fresh; 0.5 scored best on the default model",
                           min=0.0, max=1.0),
         },
     )
