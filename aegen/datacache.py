@@ -160,7 +160,8 @@ def _drop_abandoned(folder: Path, quiet_for: float = 600.0) -> None:
     for tmp in folder.glob(".*.*.*"):
         try:
             pid = int(tmp.name.split(".")[2])
-            old = time.time() - tmp.stat().st_mtime > quiet_for
+            touched = max([tmp.stat().st_mtime, *(p.stat().st_mtime for p in tmp.iterdir())])
+            old = time.time() - touched > quiet_for  # a build appends to its files
         except (ValueError, IndexError, OSError):
             continue
         if old and not _alive(pid):

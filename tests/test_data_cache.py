@@ -231,3 +231,21 @@ def test_a_script_without_a_main_guard_can_decode_with_workers(eighty, own_cache
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["read 78 built"]
+
+
+def test_a_killed_builds_leftovers_are_removed_by_the_next_build(eighty, own_cache):
+    """A build killed with SIGKILL cannot clean up; its folder goes once its process is gone
+    and its files have been still for 10 minutes. A live build's, or a fresh one's, stays."""
+    import time
+
+    folder = data_cache_dir()
+    folder.mkdir(parents=True)
+    dead, fresh, live = (folder / f".k.{pid}.x" for pid in (2**22 + 1, 2**22 + 2, os.getpid()))
+    for tmp in (dead, fresh, live):
+        tmp.mkdir()
+        (tmp / "rgb.part").write_bytes(b"half")
+    hour_ago = time.time() - 3600
+    for path in (dead, dead / "rgb.part", live, live / "rgb.part"):
+        os.utime(path, (hour_ago, hour_ago))
+    read_training_data(eighty, SIZE)
+    assert not dead.exists() and fresh.exists() and live.exists()
