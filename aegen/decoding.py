@@ -83,10 +83,7 @@ def decode_image(path: Path, size: int, budget: int) -> tuple[np.ndarray, bool]:
     block the open), ValueError for an image whose decoding would take more than `budget`
     bytes (PIL keeps 4 bytes a pixel, decoded and again converted to RGB), known from its
     header before any pixel is decoded."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in SPECIAL if test(mode)), "a special file")
-        raise OSError(f"{kind}, not an image file")
+    _refuse_special(path)
     with Image.open(path) as img:
         needed = 8 * img.width * img.height
         if needed > budget:
@@ -97,6 +94,14 @@ def decode_image(path: Path, size: int, budget: int) -> tuple[np.ndarray, bool]:
         grey = img.mode in GREY_MODES
         rgb = img.convert("RGB")
     return np.ascontiguousarray(np.asarray(fit_square(rgb, size)).transpose(2, 0, 1)), grey
+
+
+def _refuse_special(path: Path) -> None:
+    """OSError, from os.stat alone, for a path that is not a regular file."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in SPECIAL if test(mode)), "a special file")
+        raise OSError(f"{kind}, not an image file")
 
 
 def fit_square(img: Image.Image, size: int) -> Image.Image:
@@ -145,10 +150,7 @@ class Probed:
 def probe(path: Path, budget: int) -> Probed:
     """Open and decode one file (a truncated one fails only once its pixels are read)."""
     try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in SPECIAL if test(mode)), "a special file")
-            raise OSError(f"{kind}, not an image file")
+        _refuse_special(path)
         with Image.open(path) as img:
             if 8 * img.width * img.height > budget:
                 raise ValueError(f"decoding its {img.width} x {img.height} pixels would take "

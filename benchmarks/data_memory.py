@@ -59,20 +59,11 @@ def make_folder(folder: Path, count: int, seed: int = 0) -> Path:
     return folder
 
 
-def rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """A field of /proc/PID/status in KiB (VmRSS: resident now; VmHWM: its peak), 0 if gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def hwm_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -101,8 +92,8 @@ def measured_run(folder: Path, out: Path, env: dict, extra: list[str]) -> dict:
                            text=True)
     own = tree = 0
     while run.poll() is None:
-        own = max(own, hwm_kib(run.pid))
-        tree = max(tree, rss_kib(run.pid) + sum(rss_kib(c) for c in descendants(run.pid)))
+        own = max(own, status_kib(run.pid, "VmHWM"))
+        tree = max(tree, sum(status_kib(p, "VmRSS") for p in [run.pid, *descendants(run.pid)]))
         time.sleep(0.02)
     stdout, stderr = run.communicate()
     if run.returncode != 0:
