@@ -87,6 +87,9 @@ def component_tables(components: list[dict[str, Any]]) -> list[Any]:
         for name, option in c["options"].items():
             _row(table, name, option["type"], json.dumps(option["default"]), _limits(option),
                  option["help"])
+        if c.get("steps") is not None:  # a sampler's own step count
+            _row(table, "--steps", "int", json.dumps(c["steps"]), ">= 1",
+                 "the sampler's own step count: what a run takes without --steps")
         for key, value in c.get("config", {}).items():  # an architecture's --set keys
             _row(table, f"--set {key}", value["type"], json.dumps(value["default"]),
                  _limits({"choices": None, **value}), "")

@@ -296,6 +296,11 @@ Checkpoint = Annotated[
         "shipped default model, Fashion-MNIST 32x32]",
     ),
 ]
+SamplingSteps = Annotated[
+    int | None,
+    typer.Option("--steps", help="Sampling steps. [default: the sampler's own (aegen plugins "
+                 "show NAME), else 100]"),
+]
 BatchSize = Annotated[
     int | None,
     typer.Option("--batch-size", help="Images per forward pass. [default: all of them]"),
@@ -366,7 +371,7 @@ def generate_command(
         ),
     ] = None,
     option: Option_ = None,
-    steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 100,
+    steps: SamplingSteps = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of images.")] = 16,
     batch_size: BatchSize = None,
     seed: Seed = None,
@@ -470,7 +475,11 @@ def walk_command(
         float | None, typer.Option("--eps", help="Latent noise of `walk`. [default: 0.2]")
     ] = None,
     option: Option_ = None,
-    steps: Annotated[int, typer.Option("--steps", help="Walk steps.")] = 300,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Walk steps. [default: the sampler's own (aegen plugins "
+                     "show NAME), else 300]"),
+    ] = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of chains.")] = 16,
     batch_size: BatchSize = None,
     seed: Seed = None,
@@ -726,7 +735,7 @@ def eval_command(
         ),
     ] = None,
     option: Option_ = None,
-    steps: Annotated[int, typer.Option("--steps", help="Sampling steps.")] = 100,
+    steps: SamplingSteps = None,
     n: Annotated[
         int | None,
         typer.Option("--n", "-n", help="Images to sample; with SAMPLES, use the first N. "

@@ -16,7 +16,7 @@ from .options import Option
 
 # The plugin API's version, "major.minor": a minor release only adds, a major one may break.
 # A plugin module may declare the versions it supports: AEGEN_API = ">=1.0,<2".
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker("aegen")
 hookimpl = pluggy.HookimplMarker("aegen")
@@ -64,6 +64,14 @@ def _optional_flag(value: Any, what: str) -> bool | None:
     """True, False, or None for "not said"."""
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"{what}: expected True, False or None, got {value!r}")
+    return value
+
+
+def _default_steps(value: Any, what: str) -> int | None:
+    """A sampler's own step count, used when a run asks for none (None: the command's)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TypeError(f"{what}: steps must be a whole number of at least 1 or None, "
+                        f"got {value!r}")
     return value
 
 
@@ -124,7 +132,8 @@ KIND_TABLE: tuple[Kind, ...] = (
         positional=("config",),
     ),
     Kind(
-        "samplers", "sampler", "sampler", "samplers", {"options": _options},
+        "samplers", "sampler", "sampler", "samplers",
+        {"options": _options, "steps": _default_steps},
         positional=("model", "x"), keywords=("steps", "noise"), generator=True,
     ),
     Kind(

@@ -32,9 +32,9 @@ _BY_NAME = {kind.plural: kind for kind in KIND_TABLE} | {kind.getter: kind for k
 @dataclass(frozen=True)
 class Component:
     """One thing a plugin registered, of any kind: its name, callable, description and plugin,
-    plus its kind's extras as attributes (`.defaults` of architectures, `.options` of samplers
-    and objectives, `.detect` of data sources) and the callable under its kind's name for it
-    (`.build` of architectures)."""
+    plus its kind's extras as attributes (`.defaults` of architectures, `.options` and
+    `.steps` of samplers, `.options` of objectives, `.detect` of data sources) and the
+    callable under its kind's name for it (`.build` of architectures)."""
 
     kind: Kind
     name: str
@@ -72,6 +72,8 @@ class Component:
                           "max": self.limits.get(key, (None, None))[1]}
                     for key, value in sorted(self.defaults.items())
                 }
+            if "steps" in self.kind.extras:  # None: the command's default
+                entry["steps"] = self.steps
             if "detect" in self.kind.extras:
                 entry["detects_paths"] = self.detect is not None
         return entry

@@ -20,8 +20,10 @@ from .models import check_batch_statistics, sampling_mode
 from .noise import Noise
 from .options import resolve_options
 from .plugins import Component, get_registry
+from .settings import SamplingSettings
 
 DEFAULT_SAMPLER = builtin_names.SAMPLER
+DEFAULT_STEPS = 100  # the steps of a sampler that declares none: the article's typical count
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,20 @@ def check_sampler(sampler: str, options: Mapping[str, Any] | None = None) -> Che
     spec = get_registry().sampler(sampler)
     values = resolve_options(spec.options, options or {}, f"sampler {sampler!r}")
     return CheckedSampler(sampler, spec, values)
+
+
+def sampler_steps(sampler: str) -> int | None:
+    """The step count `sampler` registered as its own (`steps=`, API 1.1), or None."""
+    return get_registry().sampler(sampler).steps
+
+
+def with_sampler_steps(settings: SamplingSettings) -> SamplingSettings:
+    """`settings` with its step count decided: as given, else the sampler's own, else the
+    command's (`command_steps`). Done first, so every file, message and JSON names it."""
+    if settings.steps is not None:
+        return settings
+    steps = sampler_steps(settings.sampler) or settings.command_steps
+    return dataclasses.replace(settings, steps=steps)
 
 
 def _checked(sampler: str | CheckedSampler, options: Mapping[str, Any] | None) -> CheckedSampler:
@@ -81,15 +97,16 @@ def shard_indices(n: int, batch_size: int | None, rank: int = 0, world: int = 1)
 
 @dataclass(frozen=True)
 class Draw:
-    """What a sampling run draws: `n` images of `shape` (C, H, W) in `steps` steps, image i
-    from seed + i, in batches of `batch_size` (None: all at once), from `start` images (walks)
-    or none, on `device`, batch norm on `running_stats` or the batch's own statistics.
+    """What a sampling run draws: `n` images of `shape` (C, H, W) in `steps` steps (None: the
+    sampler's own step count, else DEFAULT_STEPS), image i from seed + i, in batches of
+    `batch_size` (None: all at once), from `start` images (walks) or none, on `device`, batch
+    norm on `running_stats` or the batch's own statistics.
     `noise_stream` picks an independent noise stream of the same seeds (a walk's noise must
     not repeat its starting images'); `shard=(rank, world)` runs only that rank's batches."""
 
     shape: Sequence[int]
     n: int = 16
-    steps: int = 100
+    steps: int | None = None
     seed: int = 0
     batch_size: int | None = None
     start: torch.Tensor | None = None
@@ -106,6 +123,13 @@ def _draw(draw: Draw | None, fields: Mapping[str, Any], caller: str) -> Draw:
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
     return dataclasses.replace(draw, **fields) if draw is not None else Draw(**fields)
+
+
+def _steps_decided(draw: Draw, checked: CheckedSampler) -> Draw:
+    """`draw` with its steps as given, else the sampler's own, else DEFAULT_STEPS."""
+    if draw.steps is not None:
+        return draw
+    return dataclasses.replace(draw, steps=checked.spec.steps or DEFAULT_STEPS)
 
 
 def sample(
@@ -125,9 +149,10 @@ def sample(
     `options` checked here) or a `CheckedSampler` (checked already).
     """
     draw = _draw(draw, fields, "sample")
+    checked = _checked(sampler, options)
+    draw = _steps_decided(draw, checked)
     batch_size = draw.batch_size or draw.n
     _check_counts(draw.n, draw.steps, batch_size)
-    checked = _checked(sampler, options)
     chunks = batches(draw.n, batch_size)
     if not draw.running_stats:
         smallest = min(c.stop - c.start for c in chunks)
@@ -271,6 +296,7 @@ def generate(
     draw = _draw(draw, fields, "generate")
     reporter = reporter or Reporter(quiet=True)
     checked = _checked(sampler, options)
+    draw = _steps_decided(draw, checked)
     frames = sample(model, checked, draw=draw)
     last = None
     done = 0

@@ -18,7 +18,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from . import builtin_names
 from .errors import UsageError
@@ -113,22 +113,25 @@ class TrainSettings:
 @dataclass(frozen=True)
 class SamplingSettings:
     """What a sampling run draws: `n` images (or chains) in batches of `batch_size` (None:
-    all at once), `steps` steps of `sampler` with `options`, seeds seed, seed + 1, ...
-    (None: drawn), batch norm on `running_stats` or the batch's own statistics."""
+    all at once), `steps` steps of `sampler` with `options` (None: the sampler's own step
+    count, else `command_steps`), seeds seed, seed + 1, ... (None: drawn), batch norm on
+    `running_stats` or the batch's own statistics."""
 
     sampler: str = builtin_names.SAMPLER
     options: Mapping[str, Any] = field(default_factory=dict)
-    steps: int = 100
+    steps: int | None = None
     n: int = 16
     batch_size: int | None = None
     seed: int | None = None
     running_stats: bool = False
+    # The steps of a sampler that declares none, when `steps` is None: the article's 100.
+    command_steps: ClassVar[int] = 100
 
     def check(self) -> None:
         for name in ("steps", "n"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"`{name}` must be at least 1, got {getattr(self, name)}",
-                                 parameters=[name])
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"`{name}` must be at least 1, got {value}", parameters=[name])
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"`batch_size` must be at least 1, got {self.batch_size}",
                              parameters=["batch_size"])

@@ -183,6 +183,20 @@ def as_foreground() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Path:
+    """A folder on sys.path for distributions made by `make_distribution` (on PYTHONPATH too,
+    for a subprocess); the in-process registry is loaded afresh on either side of the test."""
+    from aegen import plugins
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    plugins.reset_registry()
+    yield folder
+    plugins.reset_registry()
+
+
 def make_distribution(site: Path, dist: str, module: str, code: str, version: str = "1.0") -> None:
     """Lay out a real installed distribution (dist-info with entry points) in `site`."""
     (site / f"{module}.py").write_text(textwrap.dedent(code))

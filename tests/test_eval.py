@@ -21,7 +21,7 @@ from aegen.evaluation import EvalSettings, evaluate, metrics
 from aegen.evaluation import task as eval_task
 from aegen.evaluation.inception import Extractor, load_extractor, resize_like_tf1
 
-from .conftest import SIZE, make_images, run_aegen
+from .conftest import SIZE, make_distribution, make_images, run_aegen
 
 DATA = Path(__file__).parent / "data" / "eval"
 COMMITTED = ("grey-28.png", "colour-64.png", "noise-32.png")
@@ -208,6 +208,22 @@ def test_a_sweep_scores_each_setting_plots_and_resumes_from_the_cache(
     assert [r["cached"] for r in other.rows] == [True, True]
     assert [r["label"] for r in other.rows] == ["sampler=schedule steps=1",
                                                "sampler=schedule steps=3"]
+
+
+def test_a_sweep_over_samplers_runs_each_at_its_own_step_count(tmp_path, fake_extractor, site,
+                                                               tiny_checkpoint):
+    """Without `steps`, each sampler takes the count it registered, else 100 (API 1.1)."""
+    from aegen.settings import SamplingSettings
+
+    from .test_sampler_steps import FEW
+
+    make_distribution(site, "aegen-few", "aegen_few", FEW)
+    reference = folder_of(tmp_path / "reference", 8, seed=3)
+    settings = EvalSettings(reference=reference, sweeps={"sampler": ["few", "schedule"]},
+                            plot=tmp_path / "sweep.png")
+    result = evaluate(tiny_checkpoint, settings, SamplingSettings(n=4, seed=0), runtime=_cpu())
+    assert [(r["sampler"], r["steps"], r["nfe_per_image"]) for r in result.rows] == [
+        ("few", 3, 3.0), ("schedule", 100, 100.0)]
 
 
 def _cpu():

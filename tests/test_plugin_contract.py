@@ -8,13 +8,11 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import aegen.api as api
-from aegen import plugins
 from aegen.errors import ConfigError, PluginError
 from aegen.plugins import Registry
 
@@ -35,16 +33,6 @@ SIGMOID = """
         register("sigmoid", sigmoid, description="logistic ramp",
                  options={"k": Option(10.0, "steepness of the ramp", min=0.0)})
 """
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    plugins.reset_registry()
-    yield folder
-    plugins.reset_registry()
 
 
 def load(strict: bool = False) -> Registry:
@@ -136,9 +124,9 @@ def test_a_plugin_declaring_other_api_versions_is_skipped_with_one_line(site):
     listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     assert listed["aegen_future"]["status"] == "incompatible"
     assert listed["aegen_sigmoid"]["status"] == "ok"  # declares ">=1.0,<2"
-    assert api.API_VERSION == "1.0"
+    assert api.API_VERSION == "1.1"  # 1.1 added a sampler's own step count (`steps=`)
     said = [line for line in result.stderr.splitlines() if "aegen_future" in line]
-    assert len(said) == 1 and "supports aegen API >=2" in said[0] and "provides API 1.0" in said[0]
+    assert len(said) == 1 and "supports aegen API >=2" in said[0] and "provides API 1.1" in said[0]
 
 
 def test_unknown_names_in_load_plugins_are_warned_about(site):

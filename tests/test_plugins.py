@@ -4,7 +4,6 @@ plugin is named and skipped; a name claimed twice is an error naming both plugin
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -47,14 +46,6 @@ DUPLICATE = """
     def register_schedules(register):
         register("linear", lambda n, steps: (1.0, 0.0), description="impostor")
 """
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
 
 
 def load(allowed=None, strict=False) -> Registry:

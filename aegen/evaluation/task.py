@@ -29,7 +29,7 @@ from ..handoff import sampler_for_run
 from ..header import read_checkpoint_info
 from ..loading import LoadedModel, load_model
 from ..outputs import Outputs, plan, write_images
-from ..sampling import CheckedSampler, batches, generate
+from ..sampling import CheckedSampler, batches, generate, with_sampler_steps
 from ..settings import Runtime, SamplingSettings
 from . import metrics
 from .imagesets import (
@@ -202,12 +202,13 @@ def _evaluate_model(checkpoint, settings: EvalSettings, what: tuple, runtime: Ru
     runs = [(setting, run, sampler_for_run(run.sampler, run.options, header,
                                            reporter if i == 0 else quiet))
             for i, (setting, run) in enumerate(combinations(sampling, settings.sweeps))]
+    runs = [(setting, with_sampler_steps(run), checked) for setting, run, checked in runs]
     if settings.sweeps:
         refuse_overwrite([plot_path(settings)], settings.force)
     files = None
     if outputs is not None and not settings.sweeps:
         seeds = [sampling.seed + i for i in range(sampling.n)]
-        files = plan(outputs, seeds, sampling.steps, header.size)
+        files = plan(outputs, seeds, runs[0][1].steps, header.size)
     extractor = _extractor(runtime, settings)
     real, ref_info = reference_features(reference, header.size, settings, extractor, reporter)
     loaded = load_model(path, runtime, reporter, running_stats=sampling.running_stats,

@@ -16,7 +16,7 @@ from ..handoff import sampler_for_run
 from ..loading import LoadedModel, load_model
 from ..outputs import Outputs, Plan, plan
 from ..precision import FastPath
-from ..sampling import Generation
+from ..sampling import Generation, with_sampler_steps
 from ..settings import Runtime, SamplingSettings
 from .result import Result
 from .sampling_run import draw_seed, sample_and_record, warn_idle, write_final
@@ -80,7 +80,7 @@ def generate_files(
 
     Under torchrun the batches are shared out between the processes (docs/scaling.md); the
     files are those one process writes with the same settings."""
-    settings = dataclasses.replace(settings, seed=draw_seed(settings.seed))
+    settings = with_sampler_steps(dataclasses.replace(settings, seed=draw_seed(settings.seed)))
     if outputs.grid is None and outputs.out_dir is None:
         outputs = dataclasses.replace(outputs, grid=DEFAULT_GRID)
     header = read_checkpoint_info(resolve_checkpoint(checkpoint))

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -22,7 +22,7 @@ from ..handoff import sampler_for_run
 from ..loading import LoadedModel, load_model
 from ..outputs import Outputs, Plan, plan
 from ..precision import FastPath
-from ..sampling import Generation
+from ..sampling import Generation, with_sampler_steps
 from ..settings import Runtime, SamplingSettings
 from ..walkstats import DEFAULT_TOLERANCE, WalkStats
 from .result import Result
@@ -38,13 +38,13 @@ from .sampling_run import (
 
 @dataclass(frozen=True)
 class WalkSettings(SamplingSettings):
-    """What a walk does: `steps` steps of `sampler` from `inputs` (image files or folders, at
-    most `n` of them) or, without inputs, from `n` images made by the schedule sampler in
-    `start_steps` steps; with `stats`, whether each chain still moves by more than
-    `tolerance` (RMS per-pixel change per step) at the end."""
+    """What a walk does: `steps` steps of `sampler` (None: the sampler's own count, else 300)
+    from `inputs` (image files or folders, at most `n` of them) or, without inputs, from `n`
+    images made by the schedule sampler in `start_steps` steps; with `stats`, whether each
+    chain still moves by more than `tolerance` (RMS per-pixel change per step) at the end."""
 
     sampler: str = builtin_names.WALK_SAMPLER
-    steps: int = 300
+    command_steps: ClassVar[int] = 300  # the steps of a sampler that declares none
     inputs: Sequence[str | os.PathLike] = ()
     start_steps: int = 100
     stats: bool = False
@@ -105,7 +105,7 @@ def walk_files(
     `runtime` chooses the device and the fast path, as for `generate_files`; `stats` keeps
     `auto` to fp32 (bf16's rounding alone moves a settled chain). Under torchrun the chains
     are shared out by batch, as in `generate_files`."""
-    settings = dataclasses.replace(settings, seed=draw_seed(settings.seed))
+    settings = with_sampler_steps(dataclasses.replace(settings, seed=draw_seed(settings.seed)))
     header = read_checkpoint_info(resolve_checkpoint(checkpoint))
     check_images_fit(settings.n, header.channels, header.size)  # before n seeds are listed
     seeds = [settings.seed + i for i in range(settings.n)]
