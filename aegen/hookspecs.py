@@ -6,6 +6,7 @@ that entry, so adding a kind is adding an entry. Each hook receives a `register`
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,10 +70,16 @@ def _optional_flag(value: Any, what: str) -> bool | None:
 
 def _default_steps(value: Any, what: str) -> int | None:
     """A sampler's own step count, used when a run asks for none (None: the command's)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise TypeError(f"{what}: steps must be a whole number of at least 1 or None, "
-                        f"got {value!r}")
-    return value
+    if value is None:
+        return None
+    try:
+        steps = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        steps = None
+    if steps is None or steps < 1:
+        kind = TypeError if steps is None else ValueError
+        raise kind(f"{what}: steps must be a whole number of at least 1 or None, got {value!r}")
+    return steps
 
 
 def _optional_callable(value: Any, what: str) -> Callable[..., Any] | None:

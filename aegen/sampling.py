@@ -23,7 +23,7 @@ from .plugins import Component, get_registry
 from .settings import SamplingSettings
 
 DEFAULT_SAMPLER = builtin_names.SAMPLER
-DEFAULT_STEPS = 100  # the steps of a sampler that declares none: the article's typical count
+DEFAULT_STEPS = SamplingSettings.command_steps  # a sampler that registers none: the article's
 
 
 @dataclass(frozen=True)

@@ -518,12 +518,12 @@ def test_aegen_api_excluding_this_version_makes_the_plugin_incompatible(listing)
     data, plugins, stderr = listing
     future = plugins["aegen_future"]
     assert future["status"] == "incompatible"
-    assert "supports aegen API >=2, but this aegen provides API 1.0" in future["error"]
+    assert "supports aegen API >=2, but this aegen provides API 1.1" in future["error"]
     assert future["registered"] == {}
     assert "from-the-future" not in {c["name"] for c in data["components"]}
     assert (
         "aegen: warning: plugin 'aegen_future' (aegen-future) supports aegen API >=2, but "
-        "this aegen provides API 1.0 (install a release of the plugin made for it); skipped"
+        "this aegen provides API 1.1 (install a release of the plugin made for it); skipped"
     ) in stderr.splitlines()
 
 
@@ -621,7 +621,9 @@ def test_a_draw_and_its_fields_as_keywords_are_the_same_run():
 
     draw = Draw(shape=(1, 8, 8), n=2, steps=3, seed=4)
     assert (draw.n, draw.steps, draw.seed, draw.batch_size, draw.start) == (2, 3, 4, None, None)
-    assert Draw(shape=(1, 8, 8)).n == 16 and Draw(shape=(1, 8, 8)).steps == 100
+    assert Draw(shape=(1, 8, 8)).n == 16 and Draw(shape=(1, 8, 8)).steps is None
+    # None: the sampler's own step count; `momentum` registers none, so aegen's 100
+    assert len(list(sample(tiny_model(), "momentum", shape=(1, 8, 8), n=1))) == 100
     by_draw = list(sample(tiny_model(), "momentum", draw=draw))
     by_keywords = list(sample(tiny_model(), "momentum", shape=(1, 8, 8), n=2, steps=3, seed=4))
     replaced = list(sample(tiny_model(), "momentum", draw=draw, steps=2))  # keywords replace

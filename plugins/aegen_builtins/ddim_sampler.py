@@ -11,9 +11,9 @@ measurement on the shipped model (docs/samplers.md): eta 0.5 scored better than 
 KID at 25 steps, and 25 steps, its own step count, gave its best FID of 5 to 200 steps.
 """
 
-STEPS = 25  # what a run without --steps takes: the best FID of ddim's sweep (docs/samplers.md)
-
 from aegen.api import Option, get_schedule, hookimpl
+
+STEPS = 25  # what a run without --steps takes: the best FID of ddim's sweep (docs/samplers.md)
 
 
 def ddim(model, x, *, steps, noise, schedule="linear", mu=0.7, sigma=0.2, eta=0.5):
