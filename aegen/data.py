@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torchvision.transforms import functional as F
 
 from .builtin_names import FOLDER_SOURCE
 from .decoding import amount as _amount
 from .decoding import decode_files
 from .errors import DataError, PluginError, UsageError
-from .imagestore import current_writer
+from .imagestore import current_writer, luma
 from .plugins import get_registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -166,7 +165,7 @@ def load_images(
         return ImageSet(images=writer.finish(channels, grey), paths=kept, skipped=skipped)
     images = memory[: len(kept)]
     if channels == 1:
-        images = F.rgb_to_grayscale(images) if not grey else images[:, :1].contiguous()
+        images = luma(images) if not grey else images[:, :1].contiguous()
     return ImageSet(images=images, paths=kept, skipped=skipped)
 
 
@@ -184,11 +183,13 @@ def fit_images(images, size: int, channels: int | None = None):
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise DataError(f"expected images shaped (N, 1 or 3, H, W), got {tuple(images.shape)}")
     if images.shape[-2:] != (size, size):
+        from torchvision.transforms import functional as F  # here: its import costs seconds
+
         images = F.center_crop(F.resize(images, size, antialias=True), [size, size])
     if channels == 3 and images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     elif channels == 1 and images.shape[1] == 3:
-        images = F.rgb_to_grayscale(images)
+        images = luma(images)
     elif channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, not {channels}")
     return images.contiguous()

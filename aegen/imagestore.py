@@ -18,13 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms import functional as F
 
 HEADER_BYTES = 128  # a .npy 1.0 header for any uint8 4-d shape fits in 128 bytes
 CONVERT_CHUNK = 1024  # images converted at a time when the channels are settled at the end
 
 _writer: contextvars.ContextVar[ImageFileWriter | None] = contextvars.ContextVar(
     "aegen_image_writer", default=None)
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's grey of an RGB batch (`rgb_to_grayscale`), imported only when a colour
+    image must become grey: importing torchvision costs a command seconds."""
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    return rgb_to_grayscale(images)
 
 
 class ImageFile:
@@ -147,7 +154,7 @@ class ImageFileWriter:
                 out.write(npy_header((self.count, 1, self.size, self.size)))
                 for start in range(0, self.count, CONVERT_CHUNK):
                     chunk = rgb[start : start + CONVERT_CHUNK]
-                    one = chunk[:, :1] if grey else F.rgb_to_grayscale(chunk)
+                    one = chunk[:, :1] if grey else luma(chunk)
                     out.write(one.contiguous().numpy().tobytes())
         finally:
             rgb.close()

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.utils import make_grid
 
 from .errors import AegenError
 from .files import commit, temporary_beside
-from .media import grid_columns, save_grid
+from .media import grid_columns, make_grid, save_grid
 
 
 def default_scale(size: int) -> int:
@@ -33,7 +32,7 @@ def grid_pixels(frame, columns: int, scale: int = 1):
     """A (B, C, H, W) batch as one uint8 grid, (H', W') for grey batches and (H', W', 3) for
     colour, padded so that its sides times `scale` are even (as H.264 with yuv420p needs).
     Writers upscale it. Grey stays one channel: a third of the bytes for the encoder."""
-    grid = make_grid(frame.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2)
+    grid = make_grid(frame.detach().float().cpu().clamp(0, 1), columns)
     if frame.shape[1] == 1:
         grid = grid[:1]  # make_grid repeats a single channel three times
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).numpy()
