@@ -190,6 +190,22 @@ def test_a_way_must_win_clearly_and_round_by_round_to_replace_the_plain_one():
     assert fastest([[1.0] * 4, [1.5] * 4, [0.7, 0.7, 0.7, 1.1]]) == 2  # 3 wins of 4
 
 
+def test_a_kept_baseline_says_why_when_another_way_had_the_lower_best_round(trained,
+                                                                           monkeypatch):
+    from aegen import precision
+
+    def time_paths(model, paths, *args):  # channels-last: one lucky round, slower in the rest
+        return [[0.010, 0.010, 0.010, 0.010], [0.008, 0.012, 0.011, 0.012]]
+
+    monkeypatch.setattr(precision, "_time_paths", time_paths)
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: (False, "emulated"))
+    _, fast = prepare(trained, "cpu", "auto", shape=(1, 32, 32), batch_size=4)
+    assert not fast.channels_last
+    assert "fastest here" not in fast.reason
+    assert "kept: no other way was clearly faster here (fp32 NCHW 10.00 ms, fp32 channels-last " \
+           "8.00 ms, best rounds; another must be 5% faster and win 3 rounds of 4" in fast.reason
+
+
 def test_the_real_probe_times_every_way_on_the_model():
     from aegen.precision import FastPath, _time_paths
 
